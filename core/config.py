@@ -1,0 +1,369 @@
+"""Configuration: one dataclass per stage, loaded as defaults < YAML (`--config`) < CLI.
+
+Every option lives in exactly one dataclass field below, with its help text in the field's
+metadata. The command line accepts:
+
+    --config FILE.yaml            a YAML file with the same nesting as the dataclasses
+    sample.temperature=1.0        a dotted override (also `--sample.temperature 1.0`)
+    --base_model PATH             the seed's flags, kept as aliases (see ALIASES)
+
+Unknown keys, in YAML or on the command line, are errors that list the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The small GeoSynth model that ships with the project (issue 6); the default of `python run.py`.
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "geosynth-small"
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message says how to fix it."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with help text (mutable defaults are wrapped in a factory)."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+# --------------------------------------------------------------------------- stage configs
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _f("geosynth", "Data source: geoqa (processed GeoQA folder), geosynth "
+                      "(generated into the run folder), or generic (JSONL / HF dataset on disk).")
+    geoqa_dir: str = _f("", "Folder with {train,test}.jsonl and images/ (GeoQA layout); for "
+                        "dataset=generic, a folder of {train,test}.jsonl or a saved HF DatasetDict.")
+    train_limit: int = _f(0, "Use only the first N train problems (0 = all).")
+    test_limit: int = _f(0, "Use only the first N test problems (0 = all).")
+    skip_bad: bool = _f(False, "Skip malformed items (counted and reported) instead of failing.")
+    geosynth_train: int = _f(400, "GeoSynth: number of train problems to generate.")
+    geosynth_test: int = _f(200, "GeoSynth: number of test problems to generate.")
+    geosynth_difficulty: int = _f(1, "GeoSynth: difficulty level 1..3.")
+
+
+@dataclass
+class ModelConfig:
+    base_model: str = _f(str(DEFAULT_MODEL_DIR), "Base model folder (Qwen2-VL / Qwen2.5-VL, "
+                         "loadable with AutoModelForImageTextToText).")
+    dtype: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16 or float32.")
+    attn_implementation: str = _f("auto", "auto (flash_attention_2 if installed, else sdpa), "
+                                  "sdpa, eager or flash_attention_2.")
+    min_pixels: int = _f(3136, "Smallest image area given to the vision encoder (pixels).")
+    max_pixels: int = _f(401408, "Largest image area given to the vision encoder (pixels); "
+                         "512x784 by default, matching LLaMA-Factory's training cap.")
+
+
+@dataclass
+class PromptConfig:
+    # The reference prompts (REFERENCE.md §3), with the choices shown in every prompt, for
+    # training and testing alike (the reference dropped them in training, §7.8).
+    cot_instruction: str = _f("Answer the question with Chain-of-Thought.",
+                              "Instruction appended to the question for CoT answers.")
+    sample_instruction: str = _f(
+        "Answer the question with Chain-of-Thought as short as possible without losing accuracy. "
+        'Finally answer with option from choices with prefix "Answer: ".',
+        "Instruction for iteration-0 sampling with the base model (empty = cot_instruction). "
+        "Its targets are trained under cot_instruction.")
+    refine_instruction: str = _f("Judge the correctness of the model's prediction and refine it.",
+                                 "Instruction closing a self-refine prompt.")
+    select_instruction: str = _f(
+        "Which prediction is correct? Give the final answer for the beginning question by "
+        "selecting the correct option.", "Instruction closing a self-select prompt.")
+    free_form_select_instruction: str = _f(
+        "Which prediction is correct? Give the final answer for the beginning question.",
+        "Self-select instruction for questions without choices.")
+
+
+@dataclass
+class SampleConfig:
+    num_samples: int = _f(3, "K: rationales sampled per question (R3V uses 3).")
+    temperature: float = _f(0.9, "Sampling temperature (R3V: 0.9).")
+    top_p: float = _f(0.95, "Nucleus sampling threshold (R3V: 0.95).")
+    top_k: int = _f(50, "Top-k sampling cut-off (R3V: 50).")
+    max_new_tokens: int = _f(512, "Longest rationale; longer ones are recorded as truncated.")
+    batch_size: int = _f(16, "Questions per generate call on each GPU (each yields K sequences).")
+    num_processes: int = _f(0, "Data-parallel workers for `accelerate launch` (0 = one per "
+                            "visible GPU, or 1 on CPU).")
+
+
+@dataclass
+class MixConfig:
+    include_qa: bool = _f(True, "Add every train question with its direct answer (QA items).")
+    include_cot: bool = _f(True, "Add at most one positive rationale per question (L_SFT).")
+    include_refine: bool = _f(True, "Add self-refine items: negative -> positive (L_REF).")
+    include_select: bool = _f(True, "Add self-select items (L_SEL).")
+    min_chars: int = _f(50, "A candidate must be longer than this many characters (reference: 50).")
+    select_mixed_n: bool = _f(False, "Self-select items with N in 2..max_select_n candidates "
+                              "(the scaling model) instead of 2+1 / 1+2.")
+    max_select_n: int = _f(6, "Largest candidate set for mixed-N self-select items.")
+    select_per_n: int = _f(2, "Mixed-N: at most this many select items per question and N.")
+
+
+@dataclass
+class TrainConfig:
+    template: str = _f("configs/llamafactory/sft_lora.yaml",
+                       "LLaMA-Factory SFT YAML template (relative to the repository or absolute).")
+    finetuning_type: str = _f("lora", "lora or full.")
+    continue_from_previous: bool = _f(False, "Start each iteration's training from the previous "
+                                      "iteration's model instead of the base (R3V: from base).")
+    learning_rate: float = _f(3e-5, "Learning rate (R3V: 3e-5).")
+    num_train_epochs: float = _f(3.0, "Epochs over the mix (R3V: 3).")
+    global_batch_size: int = _f(64, "Global batch (R3V: 64); gradient accumulation is derived "
+                                "from it, the per-device batch and the number of GPUs.")
+    per_device_batch_size: int = _f(2, "Batch per GPU (R3V: 2).")
+    cutoff_len: int = _f(4096, "Longest training sequence in tokens; long enough for 6-candidate "
+                         "select prompts (the reference's 1024 cut them).")
+    lora_rank: int = _f(8, "LoRA rank (LLaMA-Factory default, as in R3V).")
+    lora_alpha: int = _f(16, "LoRA alpha.")
+    max_steps: int = _f(0, "Stop after this many optimizer steps (0 = run all epochs).")
+    num_gpus: int = _f(0, "GPUs for training (0 = all visible).")
+    nnodes: int = _f(1, "Nodes for multi-node training (torchrun; see docs/scaling.md).")
+    overrides: dict = _f({}, "Extra LLaMA-Factory arguments written into the rendered YAML.")
+
+
+@dataclass
+class WarmupConfig:
+    enabled: bool = _f(False, "Before iteration 0, fine-tune on gold rationales (the original "
+                       "R3V warm-up; Qwen2-VL needs none).")
+    num_items: int = _f(500, "Gold rationales to use for the warm-up.")
+
+
+@dataclass
+class RunConfig:
+    """The self-training loop (run.py)."""
+
+    run_name: str = _f("", "Run folder name under output_dir (default: derived from data and model).")
+    output_dir: str = _f("outputs", "Parent folder of run folders.")
+    seed: int = _f(42, "The one seed: sampling, shuffles and training derive from it.")
+    total_iters: int = _f(3, "Self-training iterations after iteration 0 (the seed runs 0..total_iters).")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+
+# The seed's flags (SEED.md) mapped to their dotted keys.
+ALIASES = {
+    "base_model": "model.base_model",
+    "geoqa_dir": "data.geoqa_dir",
+    "batch_size": "sample.batch_size",
+}
+
+# --------------------------------------------------------------------------- loading
+
+
+def field_help(cls: type) -> dict[str, tuple[str, Any, str]]:
+    """Flatten a config class into {dotted key: (type name, default, help)}."""
+    out: dict[str, tuple[str, Any, str]] = {}
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            for key, value in field_help(tp).items():
+                out[f"{f.name}.{key}"] = value
+        else:
+            out[f.name] = (_type_name(tp), getattr(defaults, f.name), f.metadata.get("help", ""))
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Coerce a YAML or CLI value to the field's type, or explain why it cannot be."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        tp = args[0]
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return "" if value is None else str(value)
+        if tp is dict or origin is dict:
+            if isinstance(value, str):
+                value = yaml.safe_load(value) or {}
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
+        if tp is list or origin is list:
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            if not isinstance(value, list):
+                raise ValueError
+            return list(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key}={value!r} is not a valid {_type_name(tp)}; "
+                          f"give a {_type_name(tp)} value, e.g. {key}=<{_type_name(tp)}>.") from None
+    return value
+
+
+def _set(cfg: Any, key: str, value: Any, source: str, valid: dict) -> None:
+    """Set a dotted key on a nested dataclass instance."""
+    if key not in valid:
+        raise ConfigError(f"{source}: unknown key '{key}'. Valid keys: {', '.join(sorted(valid))}"
+                          + (f"; seed aliases: {', '.join('--' + a for a in ALIASES)}" if ALIASES else ""))
+    *parents, name = key.split(".")
+    obj = cfg
+    for p in parents:
+        obj = getattr(obj, p)
+    tp = typing.get_type_hints(type(obj))[name]
+    setattr(obj, name, _convert(value, tp, key, source))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not key.endswith("overrides"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def apply_yaml(cfg: Any, path: str | Path) -> None:
+    """Apply a YAML file (same nesting as the dataclasses) onto cfg."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file; give the path of a YAML config "
+                          f"(examples in {REPO_ROOT / 'configs'}).")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys.")
+    valid = field_help(type(cfg))
+    for key, value in _flatten(tree).items():
+        _set(cfg, ALIASES.get(key, key), value, str(path), valid)
+
+
+@dataclass
+class ParsedArgs:
+    """What the command line asked for besides config values."""
+
+    config: Any
+    flags: set[str]
+
+
+def parse_args(cls: type, argv: list[str] | None = None, *, aliases: dict[str, str] | None = None,
+               flags: dict[str, str] | None = None, prog: str = "", doc: str = "") -> ParsedArgs:
+    """Build a `cls` instance from defaults < --config YAML < CLI overrides.
+
+    aliases: extra `--flag` names mapped to dotted keys (merged with ALIASES).
+    flags:   boolean switches that are not config values (e.g. {"restart": help}).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    all_aliases = {**ALIASES, **(aliases or {})}
+    flags = flags or {}
+    if "-h" in argv or "--help" in argv:
+        print(format_help(cls, prog, doc, all_aliases, flags))
+        raise SystemExit(0)
+
+    pairs: list[tuple[str, str]] = []
+    config_files: list[str] = []
+    seen_flags: set[str] = set()
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("--"):
+            name, eq, value = tok[2:].partition("=")
+            if name in flags:
+                seen_flags.add(name)
+                i += 1
+                continue
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"command line: {tok} needs a value, e.g. {tok} VALUE.")
+                value = argv[i + 1]
+                i += 1
+            if name == "config":
+                config_files.append(value)
+            else:
+                pairs.append((name, value))
+        elif "=" in tok:
+            name, _, value = tok.partition("=")
+            pairs.append((name, value))
+        else:
+            raise ConfigError(f"command line: cannot read '{tok}'; use key=value, --key value "
+                              f"or --config FILE (see --help).")
+        i += 1
+
+    cfg = cls()
+    for path in config_files:
+        apply_yaml(cfg, path)
+    valid = field_help(cls)
+    for name, value in pairs:
+        key = all_aliases.get(name, name)
+        _set(cfg, key, value, "command line", valid)
+        if name == "geoqa_dir" and hasattr(cfg, "data"):
+            cfg.data.dataset = "geoqa"  # the seed's --geoqa_dir always meant GeoQA
+    return ParsedArgs(cfg, seen_flags)
+
+
+def format_help(cls: type, prog: str, doc: str, aliases: dict[str, str], flags: dict[str, str]) -> str:
+    lines = [doc.strip(), "", f"usage: python {prog} [--config FILE.yaml] [key=value ...] [--flag ...]", ""]
+    if flags:
+        lines.append("switches:")
+        lines += [f"  --{name:<28} {help}" for name, help in flags.items()]
+        lines.append("")
+    lines.append("seed-compatible aliases:")
+    lines += [f"  --{a:<28} = {k}" for a, k in aliases.items()]
+    lines.append("")
+    lines.append("config keys (default < --config YAML < command line):")
+    for key, (tname, default, help) in field_help(cls).items():
+        lines.append(f"  {key} ({tname}, default {default!r})")
+        lines.append(f"      {help}")
+    return "\n".join(lines)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and not key.endswith("overrides"):
+            changed += diff_configs(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changed

@@ -1,0 +1,205 @@
+"""GeoQA loader for the processed layout the seed uses (REFERENCE.md §2, DESIGN.md §3).
+
+    <geoqa_dir>/train.jsonl, test.jsonl   one JSON array, or JSON Lines
+    <geoqa_dir>/images/<id>.png           or the path in `image`, relative to <geoqa_dir>
+
+Fields: `id`, `image` (optional: defaults to images/<id>.png), `question` (without choices),
+`choices` (list of strings), `answer` (a letter, or a 0-based index into choices).
+Everything downstream joins by `id`, never by list position (the reference labelled samples by
+position and shifted every label after a missing item, REFERENCE.md §7.7).
+
+Bad input raises `DataError` naming the file, the line (or array item) and the id, with the fix.
+With `skip_bad=True` bad items are dropped instead and counted by reason.
+
+    python -m data_gen.geoqa --geoqa_dir geoQA-data --split test     # validate a folder, print counts
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.log import get_logger, log_counts
+from data_gen.problem import LETTERS, Problem
+
+log = get_logger("data")
+
+SPLIT_FILES = ("{split}.jsonl", "{split}.json")
+
+
+class DataError(ValueError):
+    """An input item or file that cannot be used; the message names the place and the fix.
+
+    reason: a short label used for the skip counts ("missing image", "duplicate id", ...).
+    """
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def find_split_file(data_dir: Path, split: str) -> Path:
+    for pattern in SPLIT_FILES:
+        path = data_dir / pattern.format(split=split)
+        if path.is_file():
+            return path
+    tried = ", ".join(pattern.format(split=split) for pattern in SPLIT_FILES)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder; pass the processed data folder "
+                        f"(with {tried} and images/).")
+    raise DataError(f"{data_dir}: no {split} file (looked for {tried}); put the {split} split there.")
+
+
+def read_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """Yield (place, raw item) from a JSON array file or a JSON Lines file.
+
+    place is "file:line N" for JSON Lines and "file item N" for an array (1-based).
+    """
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; it must hold a JSON array or JSON Lines.")
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:line {e.lineno}: not valid JSON ({e.msg}); the file starts "
+                            f"with '[' so it is read as one JSON array.") from None
+        for i, item in enumerate(items, 1):
+            yield f"{path} item {i}", item
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:line {lineno}: not valid JSON ({e.msg}); each line must be one "
+                            f"JSON object.") from None
+        yield f"{path}:line {lineno}", item
+
+
+def parse_answer_letter(answer: Any, choices: list[str], where: str) -> str:
+    """A gold answer given as a letter or a 0-based index, as a letter inside the choices."""
+    if isinstance(answer, bool):
+        raise DataError(f"{where}: answer {answer!r} is neither a letter nor an index.", "bad answer")
+    if isinstance(answer, int):
+        index = answer
+    elif isinstance(answer, str) and len(answer.strip()) == 1 and answer.strip().upper() in LETTERS:
+        index = LETTERS.index(answer.strip().upper())
+    elif isinstance(answer, str) and answer.strip().isdigit():
+        index = int(answer.strip())
+    else:
+        raise DataError(f"{where}: answer {answer!r} is neither an option letter (A, B, ...) nor a "
+                        f"0-based index; fix the item's `answer`.", "bad answer")
+    if not 0 <= index < len(choices):
+        raise DataError(f"{where}: answer {answer!r} is outside the {len(choices)} choices "
+                        f"{choices}; fix the item's `answer` or `choices`.", "answer outside choices")
+    return LETTERS[index]
+
+
+def resolve_image(image: Any, item_id: str, data_dir: Path, where: str) -> str:
+    """The absolute image path: `image` relative to data_dir, or under images/, or images/<id>.png."""
+    candidates: list[Path] = []
+    if image:
+        if not isinstance(image, str):
+            raise DataError(f"{where}: `image` must be a path string, got {type(image).__name__}.", "missing image")
+        p = Path(image)
+        candidates = [p] if p.is_absolute() else [data_dir / p, data_dir / "images" / p]
+    else:
+        candidates = [data_dir / "images" / f"{item_id}.png"]
+    for c in candidates:
+        if c.is_file():
+            return str(c.resolve())
+    raise DataError(f"{where}: image for id {item_id!r} not found (looked at "
+                    f"{', '.join(str(c) for c in candidates)}); add the file or fix `image`.", "missing image")
+
+
+def parse_record(raw: Any, where: str, data_dir: Path, *, require_choices: bool) -> Problem:
+    """Validate one raw item and build its Problem (raises DataError naming `where` and the id)."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(raw).__name__}.")
+    item_id = raw.get("id")
+    if item_id is None or str(item_id).strip() == "":
+        raise DataError(f"{where}: the item has no `id`; every item needs a unique id.", "missing id")
+    item_id = str(item_id)
+    where = f"{where} (id {item_id})"
+    question = raw.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(f"{where}: missing or empty `question`.", "bad question")
+    choices = raw.get("choices")
+    if choices is not None and not (isinstance(choices, list) and len(choices) >= 2
+                                    and all(isinstance(c, (str, int, float)) for c in choices)):
+        raise DataError(f"{where}: `choices` must be a list of at least 2 strings, got {choices!r}.", "bad choices")
+    if require_choices and not choices:
+        raise DataError(f"{where}: missing `choices`; GeoQA items are multiple choice.", "bad choices")
+    if "answer" not in raw or raw["answer"] is None or str(raw["answer"]).strip() == "":
+        raise DataError(f"{where}: missing `answer`.", "bad answer")
+    if choices:
+        choices = [str(c) for c in choices]
+        answer = parse_answer_letter(raw["answer"], choices, where)
+    else:
+        answer = str(raw["answer"]).strip()
+    image = resolve_image(raw.get("image"), item_id, data_dir, where)
+    rationale = raw.get("rationale") or ""
+    return Problem(id=item_id, image=image, question=question.strip(),
+                   choices=tuple(choices) if choices else None, answer=answer,
+                   rationale=str(rationale), source=where)
+
+
+def collect(records: Iterator[tuple[str, Any]], data_dir: Path, *, require_choices: bool,
+            skip_bad: bool, what: str) -> list[Problem]:
+    """Parse records, reject duplicate ids, and either raise on or count bad items."""
+    problems: list[Problem] = []
+    first_seen: dict[str, str] = {}
+    skipped: Counter[str] = Counter()
+    for where, raw in records:
+        try:
+            problem = parse_record(raw, where, data_dir, require_choices=require_choices)
+            if problem.id in first_seen:
+                raise DataError(f"{where}: duplicate id {problem.id!r} (first at {first_seen[problem.id]}); "
+                                f"ids must be unique within a split.", "duplicate id")
+        except DataError as e:
+            if not skip_bad:
+                raise
+            skipped[e.reason] += 1
+            log.warning("skipped %s", e)
+            continue
+        first_seen[problem.id] = where
+        problems.append(problem)
+    counts = {"kept": len(problems), **skipped}
+    log_counts(log, what, counts)
+    if not problems:
+        raise DataError(f"{what}: no usable items" + (f" ({sum(skipped.values())} skipped as bad)" if skipped else "")
+                        + "; check the file's contents.")
+    return problems
+
+
+def load_split(geoqa_dir: str | Path, split: str, *, skip_bad: bool = False, limit: int = 0) -> list[Problem]:
+    """Load one split of a processed GeoQA folder as Problems (see the module docstring)."""
+    data_dir = Path(geoqa_dir).expanduser().resolve()
+    path = find_split_file(data_dir, split)
+    problems = collect(read_records(path), data_dir, require_choices=True, skip_bad=skip_bad,
+                       what=f"{path.name}")
+    return problems[:limit] if limit else problems
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Validate a GeoQA-format folder and print counts.")
+    parser.add_argument("--geoqa_dir", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--skip_bad", action="store_true")
+    args = parser.parse_args(argv)
+    problems = load_split(args.geoqa_dir, args.split, skip_bad=args.skip_bad)
+    print(f"{len(problems)} problems; answers {dict(sorted(Counter(p.answer for p in problems).items()))}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,74 @@
+"""Config: defaults < YAML < CLI, seed aliases, unknown keys and bad values rejected with the fix."""
+
+import pytest
+
+from core.config import ConfigError, RunConfig, diff_configs, parse_args, to_dict
+
+
+def test_defaults():
+    cfg = parse_args(RunConfig, []).config
+    assert cfg.sample.temperature == 0.9 and cfg.sample.top_p == 0.95 and cfg.sample.top_k == 50
+    assert cfg.train.learning_rate == 3e-5 and cfg.train.global_batch_size == 64
+    assert cfg.data.dataset == "geosynth"
+
+
+def test_precedence_default_yaml_cli(tmp_path):
+    yml = tmp_path / "c.yaml"
+    yml.write_text("seed: 7\nsample:\n  temperature: 0.5\n  top_k: 20\ntrain:\n  overrides: {logging_steps: 3}\n")
+    cfg = parse_args(RunConfig, ["--config", str(yml), "sample.temperature=1.0",
+                                 "--sample.max_new_tokens", "64"]).config
+    assert cfg.seed == 7                       # YAML over default
+    assert cfg.sample.top_k == 20              # YAML over default
+    assert cfg.sample.temperature == 1.0       # CLI over YAML
+    assert cfg.sample.max_new_tokens == 64     # --dotted.key VALUE form
+    assert cfg.train.overrides == {"logging_steps": 3}
+
+
+def test_seed_flags_are_aliases():
+    args = parse_args(RunConfig, ["--base_model", "/m", "--geoqa_dir", "/d", "--total_iters", "2",
+                                  "--batch_size", "4", "--restart"], flags={"restart": "start over"})
+    cfg = args.config
+    assert (cfg.model.base_model, cfg.data.geoqa_dir, cfg.total_iters, cfg.sample.batch_size) == ("/m", "/d", 2, 4)
+    assert cfg.data.dataset == "geoqa"  # --geoqa_dir means GeoQA data
+    assert args.flags == {"restart"}
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["sample.temprature=1"], "unknown key 'sample.temprature'. Valid keys:"),
+    (["--nope", "1"], "unknown key 'nope'"),
+    (["sample.top_k=abc"], "sample.top_k='abc' is not a valid int"),
+    (["mix.include_qa=maybe"], "is not a valid bool"),
+    (["--seed"], "--seed needs a value"),
+    (["stray"], "cannot read 'stray'"),
+], ids=["typo", "unknown-flag", "bad-int", "bad-bool", "missing-value", "stray-token"])
+def test_bad_command_lines(argv, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_args(RunConfig, argv)
+    assert fragment in str(err.value)
+
+
+def test_unknown_yaml_key_lists_valid_ones(tmp_path):
+    yml = tmp_path / "c.yaml"
+    yml.write_text("sample:\n  temp: 1\n")
+    with pytest.raises(ConfigError) as err:
+        parse_args(RunConfig, ["--config", str(yml)])
+    assert str(yml) in str(err.value) and "sample.temperature" in str(err.value)
+
+
+def test_missing_yaml_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_args(RunConfig, ["--config", str(tmp_path / "none.yaml")])
+
+
+def test_help_lists_every_key(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(RunConfig, ["--help"], prog="run.py", doc="The loop.")
+    out = capsys.readouterr().out
+    for key in ("sample.temperature", "train.cutoff_len", "--base_model", "model.base_model"):
+        assert key in out
+
+
+def test_diff_configs_names_changed_keys():
+    a = to_dict(RunConfig())
+    b = to_dict(parse_args(RunConfig, ["sample.top_k=5", "seed=1"]).config)
+    assert diff_configs(a, b) == ["sample.top_k: 50 -> 5", "seed: 42 -> 1"]
