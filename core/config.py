@@ -151,6 +151,9 @@ class RunConfig:
     output_dir: str = _f("outputs", "Parent folder of run folders.")
     seed: int = _f(42, "The one seed: sampling, shuffles and training derive from it.")
     total_iters: int = _f(3, "Self-training iterations after iteration 0 (the seed runs 0..total_iters).")
+    sample_last_train: bool = _f(False, "Also sample the train set in the last iteration (only a "
+                                 "later run or the select-mix model uses it; the reference did).")
+    select_at_iter0: bool = _f(False, "Also measure self-selection with the untrained base model.")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)

@@ -1,0 +1,48 @@
+"""Subprocesses at real process boundaries (`accelerate launch`, `llamafactory-cli`).
+
+argv lists only (no shell), an explicit environment, output teed to a log file in the run folder,
+and a failure raised with the log's tail and the path of the full log.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.log import get_logger
+
+log = get_logger("proc")
+
+
+class CommandError(RuntimeError):
+    """A subprocess that exited non-zero; the message holds the log's tail and its path."""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
+    """Run a subprocess with its output teed to a log file; on failure raise with the log's tail."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("running: %s  (log: %s)", " ".join(cmd), log_path)
+    with log_path.open("a", encoding="utf-8") as logf:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env if env is not None else dict(os.environ), bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            logf.write(line)
+            sys.stderr.write(line)
+        code = proc.wait()
+    if code != 0:
+        tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-30:])
+        raise CommandError(f"command failed with exit code {code}: {' '.join(cmd)}\n"
+                           f"--- last lines of {log_path} ---\n{tail}--- full log: {log_path}")
+
+

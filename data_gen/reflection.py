@@ -1,0 +1,169 @@
+"""Build the R3V multi-task SFT mix from a pool of sampled rationales (DESIGN.md §1, step 2).
+
+    QA       every train question -> "Answer: B"
+    CoT      question -> a positive rationale                     (L_SFT, at most one per question)
+    refine   question + a negative rationale -> a positive one    (L_REF, at most one per question)
+    select   question + shuffled candidates -> "Answer: B"        (L_SEL: 2 pos + 1 neg and
+             1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model)
+
+The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
+iteration index (the reference ordered files by modification time, REFERENCE.md §7.13). A
+candidate must pass the reference filters: longer than `min_chars`, not starting with "Answer"
+(it has a rationale), an extractable answer, and not cut off at max_new_tokens. Every random
+choice comes from an RNG keyed by (seed, iteration, question id), so the mix is reproducible and
+does not depend on the order of the pool files.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from core.config import MixConfig, PromptConfig
+from data_gen import prompts
+from data_gen.problem import Problem
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    correct: bool
+    iteration: int
+
+
+def filter_reason(text: str, answer: str | None, truncated: bool, min_chars: int) -> str | None:
+    """Why a sampled rationale cannot be used as a candidate, or None if it can."""
+    if truncated:
+        return "truncated"
+    if answer is None:
+        return "no answer"
+    if text.lstrip().startswith("Answer"):
+        return "no rationale"
+    if len(text) <= min_chars:
+        return "too short"
+    return None
+
+
+def collect_candidates(pool: list[tuple[int, list[dict]]], cfg: MixConfig,
+                       reasons: Counter) -> dict[str, list[Candidate]]:
+    """Usable candidates per question id, newest iteration first (pool: [(iteration, records)])."""
+    by_id: dict[str, list[Candidate]] = {}
+    for iteration, records in sorted(pool, key=lambda p: -p[0]):
+        for r in records:
+            for text, answer, correct, truncated in zip(r["predictions"], r["answers"], r["correct"],
+                                                        r["truncated"]):
+                reason = filter_reason(text, answer, truncated, cfg.min_chars)
+                if reason:
+                    reasons[reason] += 1
+                    continue
+                reasons["kept positive" if correct else "kept negative"] += 1
+                by_id.setdefault(r["id"], []).append(Candidate(text, bool(correct), iteration))
+    return by_id
+
+
+def _dedupe(cands: list[Candidate]) -> list[Candidate]:
+    """Drop repeated texts (the same rationale sampled twice adds nothing), keeping the newest."""
+    seen: set[str] = set()
+    out = []
+    for c in cands:
+        if c.text not in seen:
+            seen.add(c.text)
+            out.append(c)
+    return out
+
+
+def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, item_id: str,
+                prompt_cfg: PromptConfig) -> dict:
+    chosen = list(chosen)
+    rng.shuffle(chosen)
+    return {"kind": "select", "id": item_id, "image": problem.image,
+            "prompt": prompts.select_prompt(problem, [c.text for c in chosen], prompt_cfg),
+            "response": prompts.answer_target(problem),
+            "num_candidates": len(chosen)}
+
+
+def fixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candidate],
+                       rng: random.Random, prompt_cfg: PromptConfig) -> list[dict]:
+    """The reference's two select items: 2 positives + 1 negative, 1 positive + 2 negatives."""
+    items = []
+    if len(pos) >= 2 and neg:
+        items.append(select_item(problem, pos[:2] + neg[:1], rng, f"select-{problem.id}-2p1n", prompt_cfg))
+    if pos and len(neg) >= 2:
+        items.append(select_item(problem, pos[:1] + neg[:2], rng, f"select-{problem.id}-1p2n", prompt_cfg))
+    return items
+
+
+def mixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candidate], rng: random.Random,
+                       cfg: MixConfig, prompt_cfg: PromptConfig) -> list[dict]:
+    """Select items with N = 2..max_select_n candidates, at most select_per_n distinct sets per N."""
+    items = []
+    for n in range(2, cfg.max_select_n + 1):
+        if len(pos) + len(neg) < n or not pos or not neg:
+            break
+        seen: set[frozenset[str]] = set()
+        for _ in range(10 * cfg.select_per_n):  # bounded tries, like the reference's 10 trials
+            if len(seen) >= cfg.select_per_n:
+                break
+            lo, hi = max(1, n - len(neg)), min(len(pos), n - 1)
+            if lo > hi:
+                break
+            num_pos = rng.randint(lo, hi)
+            chosen = rng.sample(pos, num_pos) + rng.sample(neg, n - num_pos)
+            key = frozenset(c.text for c in chosen)
+            if key in seen:
+                continue
+            seen.add(key)
+            items.append(select_item(problem, chosen, rng, f"select-{problem.id}-n{n}-{len(seen)}", prompt_cfg))
+    return items
+
+
+def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], iteration: int, seed: int,
+              cfg: MixConfig, prompt_cfg: PromptConfig) -> tuple[list[dict], dict]:
+    """The shuffled SFT mix for training iteration `iteration`, and its counts by kind and reason."""
+    reasons: Counter[str] = Counter()
+    by_id = collect_candidates(pool, cfg, reasons)
+    known = {p.id for p in problems}
+    unknown = sorted(set(by_id) - known)
+    if unknown:
+        raise ValueError(f"sample pool has ids not in the train set (first: {unknown[:5]}); the pool "
+                         f"belongs to other data. Use a new run folder or --restart.")
+    items: list[dict] = []
+    for p in problems:
+        rng = random.Random(f"{seed}-mix-{iteration}-{p.id}")
+        cands = _dedupe(by_id.get(p.id, []))
+        pos = [c for c in cands if c.correct]
+        neg = [c for c in cands if not c.correct]
+        if cfg.include_qa:
+            items.append({"kind": "qa", "id": f"qa-{p.id}", "image": p.image,
+                          "prompt": prompts.question_block(p), "response": prompts.answer_target(p)})
+        if cfg.include_cot and pos:
+            items.append({"kind": "cot", "id": f"cot-{p.id}", "image": p.image,
+                          "prompt": prompts.cot_prompt(p, prompt_cfg), "response": pos[0].text})
+        if cfg.include_refine and pos and neg:
+            items.append({"kind": "refine", "id": f"refine-{p.id}", "image": p.image,
+                          "prompt": prompts.refine_prompt(p, neg[0].text, prompt_cfg),
+                          "response": pos[0].text})
+        if cfg.include_select:
+            items += (mixed_select_items(p, pos, neg, rng, cfg, prompt_cfg) if cfg.select_mixed_n
+                      else fixed_select_items(p, pos, neg, rng, prompt_cfg))
+    random.Random(f"{seed}-mix-{iteration}").shuffle(items)
+    kinds = Counter(it["kind"] for it in items)
+    stats = {"iteration": iteration, "total": len(items),
+             "kinds": {k: kinds.get(k, 0) for k in ("qa", "cot", "refine", "select")},
+             "candidates": dict(sorted(reasons.items())),
+             "questions_with_positive": sum(1 for p in problems if any(c.correct for c in by_id.get(p.id, []))),
+             "questions": len(problems)}
+    return items, stats
+
+
+def warmup_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: int, seed: int) -> list[dict]:
+    """Gold-rationale CoT items for the optional warm-up SFT (the original R3V's distilled CoT)."""
+    with_rationale = [p for p in problems if p.rationale]
+    if not with_rationale:
+        raise ValueError("warmup.enabled needs gold rationales (a `rationale` field), and the train "
+                         "set has none; disable the warm-up or use GeoSynth data.")
+    rng = random.Random(f"{seed}-warmup")
+    chosen = rng.sample(with_rationale, min(num_items, len(with_rationale)))
+    return [{"kind": "cot", "id": f"warmup-{p.id}", "image": p.image,
+             "prompt": prompts.cot_prompt(p, prompt_cfg), "response": p.rationale} for p in chosen]

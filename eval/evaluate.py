@@ -1,0 +1,78 @@
+"""Per-iteration metrics from saved sample files: Test@1, MV@K, SS@K, pass@K.
+
+Every number is recomputed from the JSONL records on disk, so anyone can check it:
+
+    python -m eval.evaluate outputs/<run>/iter_1      # prints the iteration's metrics
+
+Unparseable outputs count as wrong and never take part in a vote (eval/metrics.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from core.io import read_jsonl
+from eval.answers import extract_answer
+from eval.metrics import accuracy, mv_at_n, pass_at_n_score
+from data_gen.problem import Problem
+
+
+def gold_key(problem: Problem) -> str | None:
+    """The gold answer in the extractor's canonical form (letters for multiple choice)."""
+    if problem.choices:
+        return problem.answer
+    return extract_answer(f"Answer: {problem.answer}")
+
+
+def sample_metrics(records: list[dict], golds: dict[str, str | None], *, num_subsets: int = 1,
+                   seed: int = 0, prefix: str = "") -> dict:
+    """MV@K and pass@K over all K samples of every record, plus format counts."""
+    if not records:
+        return {}
+    k = len(records[0]["predictions"])
+    answers = [r["answers"] for r in records]
+    flat = [a for r in records for a in r["answers"]]
+    truncated = [t for r in records for t in r["truncated"]]
+    return {
+        f"{prefix}MV@{k}": mv_at_n(answers, [golds[r["id"]] for r in records], k, num_subsets, seed)[0],
+        f"{prefix}pass@{k}": pass_at_n_score([r["correct"] for r in records], k, num_subsets, seed)[0],
+        f"{prefix}sample_acc": accuracy([c for r in records for c in r["correct"]]),
+        f"{prefix}no_answer_rate": 100.0 * sum(a is None for a in flat) / len(flat),
+        f"{prefix}truncated_rate": 100.0 * sum(truncated) / len(truncated),
+        f"{prefix}mean_tokens": sum(n for r in records for n in r["num_tokens"]) / len(flat),
+    }
+
+
+def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
+    """Metrics of one iteration folder from the files that exist in it."""
+    golds = {p.id: gold_key(p) for p in problems}
+    metrics: dict = {"num_test": len(problems)}
+    greedy = iter_dir / "test_greedy.jsonl"
+    if greedy.is_file():
+        metrics["Test@1"] = accuracy([r["correct"][0] for r in read_jsonl(greedy)])
+    samples = iter_dir / "test_samples.jsonl"
+    if samples.is_file():
+        metrics.update(sample_metrics(read_jsonl(samples), golds))
+    select = iter_dir / "test_select.jsonl"
+    if select.is_file() and samples.is_file():
+        k = len(read_jsonl(samples)[0]["predictions"])
+        metrics[f"SS@{k}"] = accuracy([r["correct"][0] for r in read_jsonl(select)])
+        metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in read_jsonl(select)) / len(problems)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    import json
+
+    from core.io import read_json
+    from data_gen.geoqa import load_split as _  # noqa: F401  (import check only)
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.exit("usage: python -m eval.evaluate ITER_DIR")
+    print(json.dumps(read_json(Path(argv[0]) / "metrics.json"), indent=2))
+
+
+if __name__ == "__main__":
+    main()

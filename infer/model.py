@@ -1,0 +1,100 @@
+"""Load a model and processor for generation: a base model, a LoRA adapter on it, or a full checkpoint.
+
+    load(model_cfg, checkpoint=None)           the base model in model_cfg.base_model
+    load(model_cfg, checkpoint="saves/iter1")  a LLaMA-Factory LoRA output folder (adapter on the
+                                               base, merged for speed) or a full fine-tuned folder
+
+bf16 on GPU, fp32 on CPU; SDPA attention unless flash-attention is installed. The tokenizer pads
+on the left for batched generation (a load-time setting, not saved with the model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.config import ModelConfig
+from core.log import get_logger
+
+log = get_logger("infer")
+
+
+class ModelError(ValueError):
+    """A model path that cannot be loaded; the message says what was expected."""
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+    device: torch.device
+    description: str
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+    except KeyError:
+        raise ModelError(f"model.dtype={name!r}: use auto, bfloat16, float16 or float32.") from None
+
+
+def pick_attention(name: str, device: torch.device) -> str:
+    if name != "auto":
+        return name
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def check_model_dir(path: str | Path, what: str = "model.base_model") -> Path:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"{what}={str(path)!r}: no such folder. Pass a local model folder (e.g. "
+                         f"--base_model /models/Qwen2-VL-7B-Instruct); nothing is downloaded.")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{what}={str(path)!r} has no config.json: it is not a model folder.")
+    return path.resolve()
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file()
+
+
+def load(cfg: ModelConfig, checkpoint: str | Path | None = None, device: torch.device | None = None) -> LoadedModel:
+    """Load model + processor; `checkpoint` is an adapter folder or a full model folder."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if device is None:
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    base = check_model_dir(cfg.base_model)
+    ckpt = Path(checkpoint).expanduser().resolve() if checkpoint else None
+    if ckpt is not None and not ckpt.is_dir():
+        raise ModelError(f"checkpoint {str(ckpt)!r}: no such folder; pass a LLaMA-Factory output "
+                         f"folder (LoRA adapter) or a full model folder.")
+    adapter = ckpt if ckpt is not None and is_adapter_dir(ckpt) else None
+    weights = base if ckpt is None or adapter is not None else check_model_dir(ckpt, "checkpoint")
+    dtype = pick_dtype(cfg.dtype, device)
+    attn = pick_attention(cfg.attn_implementation, device)
+
+    model = AutoModelForImageTextToText.from_pretrained(str(weights), dtype=dtype, attn_implementation=attn)
+    if adapter is not None:
+        from peft import PeftModel
+
+        # PeftModel.from_pretrained works across the pinned versions (model.load_adapter does not
+        # with transformers 5.6 + peft 0.18, DESIGN.md §5); merging removes the LoRA overhead.
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.to(device).eval()
+
+    # A full fine-tuned folder may carry its own processor files; otherwise use the base model's.
+    proc_dir = weights if (weights / "preprocessor_config.json").is_file() else base
+    processor = AutoProcessor.from_pretrained(str(proc_dir))
+    processor.tokenizer.padding_side = "left"
+    desc = f"{weights}" + (f" + adapter {adapter}" if adapter else "") + f" ({dtype}, {attn}, {device})"
+    log.info("loaded %s", desc)
+    return LoadedModel(model, processor, device, desc)

@@ -1,0 +1,203 @@
+"""Sample K rationales per request over all visible GPUs, resumably: the `accelerate launch` entry point.
+
+    python -m infer.sample --job outputs/run/iter_1/train_samples.job.json
+    accelerate launch --num_processes 2 -m infer.sample --job ...    (what `launch` runs for 2 GPUs)
+
+A job (JSON, written by `launch`) lists the requests, the model and the generation parameters.
+Requests are sorted by prompt length and cut into fixed batches; batch i goes to rank
+i % world_size, so every batch, and with per-row seeds every sample, is the same on 1 or N GPUs.
+Each rank appends finished batches to its own shard `<out>.rank<r>.jsonl` (flushed to disk);
+the launching process merges the shards by request id into `<out>` (written last, atomically).
+A killed run, restarted with the same job, skips every request already in a shard.
+
+Record per request: id, prompt, predictions[K], answers[K] (extracted; null = no answer),
+correct[K], num_tokens[K], truncated[K].
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import ModelConfig
+from core.io import append_jsonl, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json
+from core.log import get_logger
+from core.proc import free_port, run_logged
+
+log = get_logger("sample")
+
+
+@dataclass
+class Item:
+    """A request plus what is needed to judge its outputs."""
+
+    id: str
+    image: str
+    prompt: str
+    seed: int
+    answer: str                      # gold letter or value
+    choices: list[str] | None = None
+
+
+@dataclass
+class SampleJob:
+    out: str
+    model: dict                      # ModelConfig fields
+    checkpoint: str | None
+    params: dict                     # GenParams fields
+    batch_size: int
+    items: list[Item] = field(default_factory=list)
+    rel_tol: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SampleJob":
+        d = dict(d)
+        d["items"] = [Item(**it) for it in d.get("items", [])]
+        return cls(**d)
+
+
+def shard_path(out: Path, rank: int) -> Path:
+    return out.with_name(f"{out.stem}.rank{rank}.jsonl")
+
+
+def shard_paths(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f"{out.stem}.rank*.jsonl"))
+
+
+def done_records(out: Path) -> dict[str, dict]:
+    """Records already written by any rank of any earlier attempt (a torn last line is redone)."""
+    done: dict[str, dict] = {}
+    for path in shard_paths(out):
+        for _, record in iter_jsonl(path, allow_partial_last_line=True):
+            done[record["id"]] = record
+    return done
+
+
+def plan_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+    """Fixed batches of similar prompt length, longest first (an out-of-memory shows at once)."""
+    ordered = sorted(items, key=lambda it: (-len(it.prompt), it.id))
+    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def judge(item: Item, outputs: list, rel_tol: float) -> dict:
+    from eval.answers import extract_answer, is_correct
+
+    texts = [o.text for o in outputs]
+    return {
+        "id": item.id,
+        "prompt": item.prompt,
+        "predictions": texts,
+        "answers": [extract_answer(t, item.choices) for t in texts],
+        "correct": [is_correct(t, item.answer, item.choices, rel_tol=rel_tol) for t in texts],
+        "num_tokens": [o.num_tokens for o in outputs],
+        "truncated": [o.truncated for o in outputs],
+    }
+
+
+def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -> int:
+    """Generate this rank's unfinished batches into its shard; returns the number of new records.
+
+    generate_fn(requests, params) -> list[list[Output]] replaces the model (tests use a fake).
+    """
+    from infer.generate import GenParams, Request
+
+    out = Path(job.out)
+    params = GenParams(**job.params)
+    done = done_records(out)
+    mine = [b for i, b in enumerate(plan_batches(job.items, job.batch_size)) if i % world_size == rank]
+    todo = [[it for it in b if it.id not in done] for b in mine]
+    todo = [b for b in todo if b]
+    total = sum(len(b) for b in todo)
+    if not total:
+        return 0
+    if generate_fn is None:
+        from infer import generate, model
+
+        loaded = model.load(ModelConfig(**job.model), job.checkpoint)
+        generate_fn = lambda reqs, p: generate.generate_batch(loaded, reqs, p)  # noqa: E731
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=out.stem, unit="q", disable=rank != 0, dynamic_ncols=True)
+    tokens, start = 0, time.perf_counter()
+    with shard_path(out, rank).open("a", encoding="utf-8") as f:
+        for batch in todo:
+            requests = [Request(it.id, it.image, it.prompt, it.seed) for it in batch]
+            outputs = generate_fn(requests, params)
+            records = [judge(it, outs, job.rel_tol) for it, outs in zip(batch, outputs)]
+            append_jsonl(f, records)  # a finished batch survives a kill
+            tokens += sum(sum(r["num_tokens"]) for r in records)
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
+    bar.close()
+    return total
+
+
+def merge(job: SampleJob) -> list[dict]:
+    """Merge the shards by id into job.out (request order), written last; then drop the shards."""
+    out = Path(job.out)
+    done = done_records(out)
+    missing = [it.id for it in job.items if it.id not in done]
+    if missing:
+        raise RuntimeError(f"{out}: {len(missing)} requests have no record after sampling "
+                           f"(first: {missing[:5]}); rerun the same command to finish them.")
+    records = [done[it.id] for it in job.items]
+    atomic_write_jsonl(out, records)
+    for path in shard_paths(out):
+        path.unlink()
+    return records
+
+
+def launch(job: SampleJob, num_processes: int = 1, *, log_path: Path | None = None,
+           main_process_port: int | None = None) -> list[dict]:
+    """Run a job to completion (resuming if shards exist) and return the merged records.
+
+    One process runs in this interpreter; more run under `accelerate launch`, one per GPU.
+    """
+    out = Path(job.out)
+    if out.is_file():
+        return [r for _, r in iter_jsonl(out)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if num_processes <= 1:
+        run_shard(job, 0, 1)
+    else:
+        job_path = out.with_name(f"{out.stem}.job.json")
+        atomic_write_json(job_path, dataclasses.asdict(job))
+        cmd = accelerate_command(job_path, num_processes, main_process_port=main_process_port)
+        run_logged(cmd, log_path or out.with_name(f"{out.stem}.log"))
+    return merge(job)
+
+
+def accelerate_command(job_path: Path, num_processes: int, *, main_process_port: int | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if num_processes > 1:
+        cmd += ["--multi_gpu"]
+    # A free port per run, so two runs on one machine do not collide (the reference fixed 20650).
+    cmd += ["--main_process_port", str(main_process_port or free_port())]
+    return cmd + ["-m", "infer.sample", "--job", str(job_path)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--job", required=True, help="job JSON written by infer.sample.launch")
+    args = parser.parse_args(argv)
+    from accelerate import PartialState
+
+    state = PartialState()  # this rank's index and device, from accelerate's environment
+    if state.device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(state.device)
+    job = SampleJob.from_dict(read_json(args.job))
+    run_shard(job, state.process_index, state.num_processes)
+    state.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""R3V self-training loop: sample -> reflection mix -> LLaMA-Factory SFT -> evaluate, repeated.
+
+    python run.py                                       # embedded default: GeoSynth + the small model
+    python run.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data --total_iters 3 --batch_size 4
+    python run.py --config configs/geoqa_qwen2vl_7b.yaml sample.temperature=1.0
+    python run.py --help                                # every option
+
+Iteration 0 samples the train set K times with the base model and evaluates it on the test set
+(the zero-shot CoT row). Iteration k >= 1 builds the mix from the samples of iterations 0..k-1,
+trains a fresh LoRA on the base model, samples train (the next pool) and test K times, lets the
+model self-select among its test samples, and runs greedy Test@1.
+
+Everything lives in one run folder (outputs/<run_name>/). Each step writes its final file last;
+rerunning the same command resumes after the last finished step, and a changed config is an error
+that names the changed keys (or pass --restart to start over).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from core.config import ConfigError, RunConfig, diff_configs, parse_args, to_dict
+from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from core.log import add_file_log, get_logger
+from core.proc import CommandError
+from data_gen import prompts
+from data_gen.geoqa import DataError
+from data_gen.llamafactory import write_dataset
+from data_gen.problem import Problem
+from data_gen.reflection import build_mix, warmup_items
+from data_gen.sources import load_problems
+from eval.evaluate import iteration_metrics
+from eval.report import plot_lines, write_table
+from eval.select import select_items
+from infer.model import ModelError, check_model_dir
+from infer.sample import Item, SampleJob, launch
+from infer.sampling import stable_seed
+
+log = get_logger("run")
+
+# Keys that may change when a run is resumed: extending the run or moving it to other hardware
+# does not change what the finished steps computed.
+RESUMABLE_CHANGES = ("total_iters", "sample.num_processes", "train.num_gpus", "train.nnodes")
+
+
+@dataclass
+class Run:
+    cfg: RunConfig
+    dir: Path
+    train: list[Problem]
+    test: list[Problem]
+
+    def iter_dir(self, k: int) -> Path:
+        return self.dir / f"iter_{k}"
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def run_name(cfg: RunConfig) -> str:
+    if cfg.run_name:
+        return cfg.run_name
+    data = Path(cfg.data.geoqa_dir).name if cfg.data.geoqa_dir else cfg.data.dataset
+    return f"r3v-{data}-{Path(cfg.model.base_model).name}"
+
+
+def open_run_dir(cfg: RunConfig, restart: bool) -> Path:
+    """Create or reopen the run folder; refuse to resume with a different config."""
+    run_dir = Path(cfg.output_dir) / run_name(cfg)
+    saved = run_dir / "config.yaml"
+    if restart and run_dir.exists():
+        log.info("--restart: removing %s", run_dir)
+        shutil.rmtree(run_dir)
+    if saved.is_file():
+        old = yaml.safe_load(saved.read_text())
+        changed = [c for c in diff_configs(old, to_dict(cfg))
+                   if not c.split(":")[0] in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(f"{run_dir} holds a run with another config; changed keys:\n  "
+                              + "\n  ".join(changed)
+                              + "\nRerun with the same options to resume, pass run_name=NEW for a "
+                                "new run, or --restart to start this one over.")
+        log.info("resuming %s", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    add_file_log(run_dir / "run.log")
+    return run_dir
+
+
+def step(run: Run, name: str, final: Path, fn) -> None:
+    """Run fn() unless `final` exists; record the step's duration in state.json."""
+    if final.exists():
+        log.info("[skip] %s (done: %s)", name, final.relative_to(run.dir))
+        return
+    log.info("*** %s ***", name)
+    start = time.time()
+    fn()
+    if not final.exists():
+        raise RuntimeError(f"step {name} finished without writing {final}")
+    state_path = run.dir / "state.json"
+    state = read_json(state_path) if state_path.is_file() else {"steps": {}}
+    state["steps"][name] = {"seconds": round(time.time() - start, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_json(state_path, state)
+
+
+def stage_seconds(run: Run, k: int) -> dict[str, float]:
+    state_path = run.dir / "state.json"
+    steps = read_json(state_path)["steps"] if state_path.is_file() else {}
+    prefix = f"iter{k}/"
+    return {name[len(prefix):]: v["seconds"] for name, v in steps.items() if name.startswith(prefix)}
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def num_processes(cfg: RunConfig) -> int:
+    if cfg.sample.num_processes:
+        return cfg.sample.num_processes
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def model_for(run: Run, k: int) -> str | None:
+    """The checkpoint that iteration k samples with (None = the base model)."""
+    if k == 0:
+        warm = run.dir / "warmup" / "checkpoint"
+        return str(warm) if run.cfg.warmup.enabled else None
+    return str(run.iter_dir(k) / "checkpoint")
+
+
+def sample(run: Run, k: int, split: str, items: list[Item], out: Path, *, greedy: bool = False,
+           num_samples: int | None = None) -> None:
+    s = run.cfg.sample
+    params = dict(num_samples=1 if greedy else (num_samples or s.num_samples), greedy=greedy,
+                  temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens,
+                  min_pixels=run.cfg.model.min_pixels, max_pixels=run.cfg.model.max_pixels)
+    job = SampleJob(out=str(out), model=to_dict(run.cfg.model), checkpoint=model_for(run, k), params=params,
+                    batch_size=s.batch_size, items=items)
+    launch(job, num_processes(run.cfg))
+
+
+def cot_items(run: Run, k: int, problems: list[Problem], split: str, *, sampling_prompt: bool) -> list[Item]:
+    return [Item(id=p.id, image=p.image, prompt=prompts.cot_prompt(p, run.cfg.prompt, sampling=sampling_prompt),
+                 seed=stable_seed(run.cfg.seed, f"iter{k}", split, p.id), answer=p.answer,
+                 choices=list(p.choices) if p.choices else None) for p in problems]
+
+
+def pool(run: Run, k: int) -> list[tuple[int, list[dict]]]:
+    """Train samples of iterations 0..k-1 (each iteration's file is required)."""
+    out = []
+    for j in range(k):
+        path = run.iter_dir(j) / "train_samples.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: iteration {k} needs the train samples of "
+                                    f"iterations 0..{k - 1}. Rerun the same command to produce it.")
+        out.append((j, read_jsonl(path)))
+    return out
+
+
+def build_iteration_mix(run: Run, k: int) -> None:
+    items, stats = build_mix(run.train, pool(run, k), k, run.cfg.seed, run.cfg.mix, run.cfg.prompt)
+    if run.cfg.warmup.enabled:
+        items += warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
+        stats["kinds"]["warmup"] = run.cfg.warmup.num_items
+    log.info("mix for iteration %d: %s; candidates: %s", k, stats["kinds"], stats["candidates"])
+    data_dir = run.iter_dir(k) / "sft_data"
+    write_dataset(items, data_dir, f"r3v_iter{k}")
+    atomic_write_json(data_dir / "mix_stats.json", stats)  # written last: the step's final file
+
+
+def train_iteration(run: Run, k: int, data_dir: Path, dataset: str, out_dir: Path) -> None:
+    from train.sft import train
+
+    previous = None
+    if run.cfg.train.continue_from_previous and k > 1:
+        previous = str(run.iter_dir(k - 1) / "checkpoint")
+    train(run.cfg.train, model_path=run.cfg.model.base_model, dataset_dir=data_dir, dataset_name=dataset,
+          output_dir=out_dir, seed=run.cfg.seed, image_min_pixels=run.cfg.model.min_pixels,
+          image_max_pixels=run.cfg.model.max_pixels, previous=previous)
+
+
+def run_warmup(run: Run) -> None:
+    wdir = run.dir / "warmup"
+    items = warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
+    step(run, "warmup/data", wdir / "sft_data" / "r3v_warmup.json",
+         lambda: write_dataset(items, wdir / "sft_data", "r3v_warmup"))
+    step(run, "warmup/train", wdir / "checkpoint" / "train_done.json",
+         lambda: train_iteration(run, 0, wdir / "sft_data", "r3v_warmup", wdir / "checkpoint"))
+
+
+def run_iteration(run: Run, k: int) -> dict:
+    cfg, d = run.cfg, run.iter_dir(k)
+    d.mkdir(parents=True, exist_ok=True)
+    if k >= 1:
+        step(run, f"iter{k}/mix", d / "sft_data" / "mix_stats.json", lambda: build_iteration_mix(run, k))
+        step(run, f"iter{k}/train", d / "checkpoint" / "train_done.json",
+             lambda: train_iteration(run, k, d / "sft_data", f"r3v_iter{k}", d / "checkpoint"))
+    if k < cfg.total_iters or cfg.sample_last_train:
+        # Iteration 0 asks the untrained model for the short "Answer: X" format (REFERENCE.md §2);
+        # later iterations use the CoT prompt they were trained on.
+        step(run, f"iter{k}/sample_train", d / "train_samples.jsonl",
+             lambda: sample(run, k, "train", cot_items(run, k, run.train, "train", sampling_prompt=k == 0),
+                            d / "train_samples.jsonl"))
+    step(run, f"iter{k}/sample_test", d / "test_samples.jsonl",
+         lambda: sample(run, k, "test", cot_items(run, k, run.test, "test", sampling_prompt=False),
+                        d / "test_samples.jsonl"))
+    if k >= 1 or cfg.select_at_iter0:
+        step(run, f"iter{k}/select_test", d / "test_select.jsonl",
+             lambda: sample(run, k, "test", select_items(
+                 run.test, {r["id"]: r for r in read_jsonl(d / "test_samples.jsonl")}, None, cfg.seed,
+                 f"iter{k}", cfg.prompt), d / "test_select.jsonl", greedy=True))
+    step(run, f"iter{k}/greedy_test", d / "test_greedy.jsonl",
+         lambda: sample(run, k, "test", cot_items(run, k, run.test, "test", sampling_prompt=False),
+                        d / "test_greedy.jsonl", greedy=True))
+    metrics = iteration_metrics(d, run.test)
+    metrics["iteration"] = k
+    stats = d / "sft_data" / "mix_stats.json"
+    if stats.is_file():
+        metrics["mix"] = read_json(stats)["kinds"]
+    train_done = d / "checkpoint" / "train_done.json"
+    if train_done.is_file():
+        metrics["train"] = read_json(train_done)
+    metrics["seconds"] = stage_seconds(run, k)
+    atomic_write_json(d / "metrics.json", metrics)
+    return metrics
+
+
+def write_report(run: Run, all_metrics: list[dict]) -> str:
+    k = run.cfg.sample.num_samples
+    cols = ["iteration", "Test@1", f"MV@{k}", f"SS@{k}", f"pass@{k}", "sample_acc", "no_answer_rate",
+            "mix_total", "minutes"]
+    rows = []
+    for m in all_metrics:
+        rows.append({**m, "mix_total": sum(m.get("mix", {}).values()) or None,
+                     "minutes": round(sum(m.get("seconds", {}).values()) / 60, 1)})
+    table = write_table(rows, cols, run.dir / "metrics", title=f"R3V on {run_name(run.cfg)} (test accuracy, %)")
+    its = [m["iteration"] for m in all_metrics]
+    plot_lines(its, {name: [m.get(name) for m in all_metrics] for name in ("Test@1", f"MV@{k}", f"SS@{k}", f"pass@{k}")},
+               run.dir / "metrics.png", xlabel="iteration", ylabel="test accuracy (%)",
+               title=f"R3V self-training: {run_name(run.cfg)}")
+    return table
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
+    check_model_dir(cfg.model.base_model)
+    run_dir = open_run_dir(cfg, restart)
+    log.info("config: %s", to_dict(cfg))
+    run = Run(cfg, run_dir, load_problems(cfg.data, "train", run_dir, cfg.seed),
+              load_problems(cfg.data, "test", run_dir, cfg.seed))
+    log.info("data: %d train / %d test problems", len(run.train), len(run.test))
+    if cfg.warmup.enabled:
+        run_warmup(run)
+    all_metrics = []
+    for k in range(cfg.total_iters + 1):
+        all_metrics.append(run_iteration(run, k))
+        table = write_report(run, all_metrics)
+        log.info("\n%s", table)
+    print(table)
+    log.info("done: %s (table %s, plot %s)", run_dir, run_dir / "metrics.md", run_dir / "metrics.png")
+    return all_metrics
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = parse_args(RunConfig, argv, prog="run.py", doc=__doc__,
+                      flags={"restart": "delete the run folder and start over"})
+    main(args.config, restart="restart" in args.flags)
+
+
+if __name__ == "__main__":
+    try:
+        cli()
+    except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,80 @@
+"""Shared test setup: offline, markers, and the tiny models built once per test run.
+
+    .venv/bin/python -m pytest -q                  # fast suite (CPU, offline)
+    RUN_SLOW=1 .venv/bin/python -m pytest -q -m slow
+    .venv/bin/python -m pytest -q -m gpu           # on a CUDA machine
+
+Markers: `slow` runs only with RUN_SLOW=1; `gpu` runs only where torch sees a CUDA device.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Set at import, before any test module imports transformers / huggingface_hub (they read these
+# once): nothing in the suite may reach the hub.
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_var] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from subprocess tests
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long CPU checks; run with RUN_SLOW=1 (make test-slow)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (make test-gpu on the GPU machine)")
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = os.environ.get("RUN_SLOW") == "1"
+    has_gpu = None  # torch is imported only when a gpu test was collected
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: set RUN_SLOW=1 to run"))
+        if "gpu" in item.keywords:
+            if has_gpu is None:
+                import torch
+
+                has_gpu = torch.cuda.is_available()
+            if not has_gpu:
+                item.add_marker(pytest.mark.skip(reason="gpu: no CUDA device"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2-VL (~330k parameters, ~1.6 MB) with its processor, built offline once."""
+    from infer.build_model import build
+
+    return build(tmp_path_factory.mktemp("models") / "tiny-qwen2-vl", arch="qwen2_vl", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_25(tmp_path_factory) -> Path:
+    """The same for Qwen2.5-VL (window attention in the vision tower)."""
+    from infer.build_model import build
+
+    return build(tmp_path_factory.mktemp("models") / "tiny-qwen2.5-vl", arch="qwen2_5_vl", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory) -> list[Path]:
+    """Three small PNG geometry figures of different sizes (a triangle, a circle, a square)."""
+    from PIL import Image, ImageDraw
+
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, (w, h) in enumerate([(64, 56), (80, 64), (56, 96)]):
+        image = Image.new("RGB", (w, h), "white")
+        draw = ImageDraw.Draw(image)
+        if i == 0:
+            draw.polygon([(4, h - 4), (w // 2, 4), (w - 4, h - 4)], outline="black")
+        elif i == 1:
+            draw.ellipse([8, 4, w - 8, h - 4], outline="blue")
+        else:
+            draw.rectangle([6, 6, w - 6, h - 6], outline="red")
+        draw.text((2, 2), "ABC"[i], fill="black")
+        path = folder / f"figure{i}.png"
+        image.save(path)
+        paths.append(path)
+    return paths

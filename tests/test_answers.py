@@ -1,0 +1,234 @@
+"""Tables of extraction and judging cases for eval/answers.py.
+
+Each row is (text, expected) with an id; rows marked "REF" guard against a reference behaviour
+(REFERENCE.md §4, §7.10) that must not come back.
+"""
+
+import pytest
+
+from eval.answers import extract_answer, is_correct, normalize_number
+
+GEO = ["20°", "40°", "50°", "80°"]           # GeoQA-style numeric choices
+SURD = ["2√3cm", "4√{3}cm", "√3cm", "6cm"]   # choices that are expressions, not plain numbers
+WORDS = ["parallel", "perpendicular", "equal", "none of these"]
+
+# --------------------------------------------------------------------------- multiple choice
+
+MC_CASES = [
+    # The reference target formats (REFERENCE.md §3): select "Answer:\n B", QA "Answer: \nB".
+    ("select_target", "Answer:\n B", GEO, "B"),
+    ("qa_target", "Answer: \nB", GEO, "B"),
+    ("answer_colon_letter", "So the angle is 40°.\nAnswer: B", GEO, "B"),
+    ("paren_letter_with_text", "Answer: (B) 40°", GEO, "B"),
+    ("letter_dot", "Answer: C.", GEO, "C"),
+    ("letter_paren_close", "Answer: D) 80°", GEO, "D"),
+    ("bracketed_lowercase", "Answer: (c)", GEO, "C"),
+    ("lone_lowercase", "answer: b", GEO, "B"),
+    ("answer_is_letter", "Therefore, the answer is B.", GEO, "B"),
+    ("the_answer_is_paren", "The answer is (A)", GEO, "A"),
+    ("final_answer", "Final answer: D", GEO, "D"),
+    ("answer_is_colon_bold", "The answer is: **C**", GEO, "C"),
+    ("bold_marker", "**Answer:** A", GEO, "A"),
+    ("bold_marker_outside_colon", "**Answer**: C", GEO, "C"),
+    ("latex_letter", "Answer: $B$", GEO, "B"),
+    ("boxed_letter_after_marker", "Answer: \\boxed{C}", GEO, "C"),
+    ("option_word", "The answer is option D", GEO, "D"),
+    ("uppercase_marker", "ANSWER: A", GEO, "A"),
+    ("answer_should_be", "So the answer should be C", GEO, "C"),
+    ("letter_then_is", "Answer: A is correct since OA = OB.", GEO, "A"),
+    # REF: the metric split on lowercase "answer" only (case-sensitive); both cases must work.
+    ("lowercase_answer_is", "hence the answer is c", GEO, "C"),
+    # REF: "…Answer: 40°" was read as the last letter of the text (R); the choice text must win.
+    ("choice_text_degree", "Answer: 40°", GEO, "B"),
+    ("choice_text_plain_number", "Answer: 50", GEO, "C"),
+    ("choice_text_degrees_word", "The answer is 80 degrees.", GEO, "D"),
+    ("choice_text_latex_circ", "Answer: $20^{\\circ}$", GEO, "A"),
+    ("choice_text_after_equals", "Answer: ∠BOC = 40°", GEO, "B"),
+    ("choice_text_after_is", "Answer: the angle is 50°", GEO, "C"),
+    ("choice_text_surd", "Answer: 4√3 cm", SURD, "B"),
+    ("choice_text_latex_sqrt", "Answer: $2\\sqrt{3}$cm", SURD, "A"),
+    ("choice_text_word", "Answer: Perpendicular.", WORDS, "B"),
+    ("choice_text_inside_line", "Answer: they are perpendicular to each other", WORDS, "B"),
+    # A value that is no choice is no answer, even if it is a number.
+    ("number_not_a_choice", "Answer: 45°", GEO, None),
+    # "2" must not match "2√3cm" by its leading digit.
+    ("surd_prefix_not_number", "Answer: 2", SURD, None),
+    # REF: several markers (the reference used the last too); a later one wins over an earlier one.
+    ("last_marker_wins", "Answer: A\nWait, recheck: OA = OB, so ∠B = 40°.\nAnswer: B", GEO, "B"),
+    ("last_marker_phrase", "The model's answer: C. Recomputing... the answer is D", GEO, "D"),
+    # A judgement about an answer ("answer is incorrect") is not a marker.
+    ("judgement_not_marker", "Answer: B\nThis answer is correct because OA = OB.", GEO, "B"),
+    ("refine_output", "The model's answer is incorrect. ∠AOB = 80°, so ∠C = 40°.\nAnswer: B", GEO, "B"),
+    # REF: a letter outside the choices (E with 4 choices) → None, not a crash or a wrong letter.
+    ("letter_out_of_range", "Answer: E", GEO, None),
+    ("paren_letter_out_of_range", "Answer: (F)", GEO, None),
+    # REF: the standalone-letter fallback read an article "A" in prose as option A.
+    ("article_a_no_marker", "A triangle has three sides, so the sum of angles is 180.", GEO, None),
+    ("article_a_after_marker", "Answer: A triangle with two equal sides", GEO, None),
+    ("pronoun_i", "Answer: I am not sure", GEO, None),
+    # REF: "FAILED" was voted and read as D; garbage and empty text are no answer.
+    ("failed", "FAILED", GEO, None),
+    ("garbage", "asdf qwer zxcv", GEO, None),
+    ("empty", "", GEO, None),
+    ("whitespace", "   \n ", GEO, None),
+    # A marker with nothing after it (a truncated generation) is no answer; no reaching back.
+    ("truncated_after_marker", "Answer: B. Let me double-check. The answer is", GEO, None),
+    # No marker: the last \boxed{} wins.
+    ("boxed_no_marker", "Thus ∠C = \\boxed{B}", GEO, "B"),
+    ("boxed_choice_text", "Thus ∠C = \\boxed{40^\\circ}", GEO, "B"),
+    # No marker: an explicit "correct option" sentence.
+    ("correct_option_is", "Checking each: the correct option is (C).", GEO, "C"),
+    ("option_is_correct", "So option A is correct.", GEO, "A"),
+    # No marker: a final line that is only an answer.
+    ("final_line_paren", "OA = OB, so ∠A = ∠B = 40°.\n(B)", GEO, "B"),
+    ("final_line_letter_dot", "Reasoning ...\nB.", GEO, "B"),
+    ("final_line_letter", "B", GEO, "B"),
+    ("final_line_choice_text", "Reasoning ...\n40°", GEO, "B"),
+    # No marker and the letter only inside prose → None (the reference took the last "(X)").
+    ("no_marker_prose_letters", "(A) is wrong because ∠B = 40°, and (C) is too large", GEO, None),
+    ("no_marker_prose_number", "So the angle is 40° and we are done", GEO, None),
+    # Dataset choices that keep their own "A." prefix still match by text.
+    ("choice_with_own_prefix", "Answer: 40°", ["A. 20°", "B. 40°", "C. 50°", "D. 80°"], "B"),
+    # Tuples work like lists (Problem.choices is a tuple).
+    ("choices_tuple", "Answer: 80°", tuple(GEO), "D"),
+]
+
+
+@pytest.mark.parametrize("text,choices,expected", [c[1:] for c in MC_CASES],
+                         ids=[c[0] for c in MC_CASES])
+def test_extract_multiple_choice(text, choices, expected):
+    assert extract_answer(text, choices) == expected
+
+
+# --------------------------------------------------------------------------- free form
+
+FREE_CASES = [
+    ("integer", "Answer: 42", "42"),
+    ("thousands_comma", "The answer is 1,000.", "1000"),
+    ("trailing_zero", "Answer: 0.50", "0.5"),
+    ("negative", "Answer: -3", "-3"),
+    ("unicode_minus", "Answer: −3.5", "-3.5"),
+    ("leading_dot", "Answer: .25", "0.25"),
+    ("fraction_slash", "Answer: 3/4", "0.75"),
+    ("latex_frac", "Answer: $\\frac{1}{2}$", "0.5"),
+    ("latex_dfrac_negative", "Answer: $-\\dfrac{3}{4}$", "-0.75"),
+    ("boxed_frac_no_marker", "so x = \\boxed{\\frac{1}{3}}", "0.3333333333"),
+    ("degrees_sign", "Answer: 40°", "40"),
+    ("degrees_word", "Answer: 40 degrees", "40"),
+    ("latex_circ", "Answer: $40^\\circ$", "40"),
+    ("percent", "Answer: 25%", "25"),
+    ("latex_percent", "Answer: 25\\%", "25"),
+    ("unit_spaced", "Answer: 12 cm", "12"),
+    ("unit_attached", "Answer: 12cm", "12"),
+    ("after_equals", "Answer: x = 5", "5"),
+    ("after_is", "Answer: The total is 17 apples.", "17"),
+    ("approximately", "Answer: approximately 3.14", "3.14"),
+    ("integer_float", "Answer: 7.0", "7"),
+    ("expression_is_phrase", "Answer: 2√3", "2√3"),
+    ("variable_is_phrase", "Answer: 3x", "3x"),
+    ("ratio_is_phrase", "Answer: 1:2", "1:2"),
+    ("yes", "Answer: Yes", "yes"),
+    ("yes_sentence", "The answer is yes, because the bars are equal.", "yes"),
+    ("no_dot", "Answer: No.", "no"),
+    ("none_is_not_no", "Answer: None", "none"),
+    ("phrase", "Answer: New York.", "new york"),
+    ("phrase_first_sentence", "Answer: Blue. The other bars are red.", "blue"),
+    ("phrase_quoted", 'Answer: "Canada"', "canada"),
+    ("lowercase_marker", "the answer is 12", "12"),
+    ("last_marker_free", "Answer: 3\nOn reflection, the answer is 4", "4"),
+    ("next_line", "Answer:\n 9", "9"),
+    # No marker: only a bare final answer line or \boxed counts.
+    ("bare_number_line", "Sum the bars.\n1,250", "1250"),
+    ("bare_yes_line", "Compare both.\nYes", "yes"),
+    ("boxed_no_marker_free", "We get \\boxed{12}.", "12"),
+    ("prose_no_marker", "The tallest bar is 12 and the shortest is 3", None),
+    # REF: "FAILED"/garbage got random credit or a letter; here it is no answer.
+    ("failed_free", "FAILED", None),
+    ("empty_free", "", None),
+    ("marker_nothing_after", "Answer:", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in FREE_CASES],
+                         ids=[c[0] for c in FREE_CASES])
+def test_extract_free_form(text, expected):
+    assert extract_answer(text) == expected
+
+
+# --------------------------------------------------------------------------- judging
+
+JUDGE_CASES = [
+    # (id, text, gold, choices, rel_tol, expected)
+    ("mc_letter", "Answer: B", "B", GEO, 0.0, True),
+    ("mc_wrong_letter", "Answer: C", "B", GEO, 0.0, False),
+    ("mc_text_match", "Answer: 40°", "B", GEO, 0.0, True),
+    # REF: the last-letter fallback made "Answer: 40°" wrong even when 40° was the gold.
+    ("mc_text_match_not_letter", "Answer: 40°", "D", GEO, 0.0, False),
+    # REF: no answer got 75% random credit; it must never be correct.
+    ("mc_no_answer", "I cannot tell.", "A", GEO, 0.0, False),
+    ("mc_failed_not_d", "FAILED", "D", GEO, 0.0, False),
+    ("mc_gold_lowercase", "Answer: (b)", "b", GEO, 0.0, True),
+    ("free_equal_values", "Answer: 1,000", "1000", None, 0.0, True),
+    ("free_fraction_vs_decimal", "Answer: \\frac{1}{2}", "0.5", None, 0.0, True),
+    ("free_gold_fraction", "Answer: 0.75", "3/4", None, 0.0, True),
+    ("free_third", "x = \\boxed{\\frac{1}{3}}", "1/3", None, 0.0, True),
+    ("free_close_not_exact", "Answer: 0.333", "1/3", None, 0.0, False),
+    ("free_percent_vs_plain", "Answer: 25%", "25", None, 0.0, True),
+    # ChartQA relaxed accuracy: within 5% of the gold.
+    ("relaxed_inside", "Answer: 104", "100", None, 0.05, True),
+    ("relaxed_edge", "Answer: 95", "100", None, 0.05, True),
+    ("relaxed_outside", "Answer: 106", "100", None, 0.05, False),
+    ("strict_outside", "Answer: 104", "100", None, 0.0, False),
+    ("relaxed_zero_gold", "Answer: 0.01", "0", None, 0.05, False),
+    ("relaxed_negative", "Answer: -9.6", "-10", None, 0.05, True),
+    ("yes_case", "The answer is Yes.", "yes", None, 0.0, True),
+    ("yes_vs_no", "Answer: yes", "No", None, 0.0, False),
+    ("phrase_case", "Answer: new york", "New York", None, 0.0, True),
+    ("phrase_different", "Answer: Boston", "New York", None, 0.0, False),
+    ("phrase_vs_number", "Answer: twelve", "12", None, 0.0, False),
+    ("free_none_never_matches", "no idea", "12", None, 0.0, False),
+    ("free_gold_with_unit", "Answer: 12", "12 cm", None, 0.0, True),
+]
+
+
+@pytest.mark.parametrize("text,gold,choices,rel_tol,expected", [c[1:] for c in JUDGE_CASES],
+                         ids=[c[0] for c in JUDGE_CASES])
+def test_is_correct(text, gold, choices, rel_tol, expected):
+    assert is_correct(text, gold, choices, rel_tol=rel_tol) is expected
+
+
+@pytest.mark.parametrize("gold", ["E", "AB", "", "40°"], ids=["out_of_range", "two_letters", "empty", "text"])
+def test_bad_gold_letter_is_an_error(gold):
+    # A gold that is no option letter is a loader bug; it must not silently score as wrong.
+    with pytest.raises(ValueError, match="not an option letter"):
+        is_correct("Answer: A", gold, GEO)
+
+
+NUMBER_CASES = [
+    ("plain", "42", 42.0),
+    ("comma", "1,234,567", 1234567.0),
+    ("decimal", "-0.5", -0.5),
+    ("fraction", "3/4", 0.75),
+    ("frac", "\\frac{1}{4}", 0.25),
+    ("boxed_dollar", "$\\boxed{7}$", 7.0),
+    ("degree", "40°", 40.0),
+    ("unit", "12 cm", 12.0),
+    ("zero_denominator", "1/0", None),
+    ("surd", "2√3", None),
+    ("variable", "3x", None),
+    ("words", "twelve", None),
+    ("european_decimal", "3,5", None),
+    ("arithmetic", "3 + 4", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in NUMBER_CASES],
+                         ids=[c[0] for c in NUMBER_CASES])
+def test_normalize_number(text, expected):
+    assert normalize_number(text) == expected
+
+
+def test_extraction_is_deterministic():
+    # REF: the reference's judge was random when nothing was found; repeated calls must agree.
+    texts = [c[1] for c in MC_CASES]
+    assert [extract_answer(t, GEO) for t in texts] == [extract_answer(t, GEO) for t in texts]
