@@ -39,8 +39,7 @@ from eval.evaluate import iteration_metrics
 from eval.report import plot_lines, write_table
 from eval.select import select_items
 from infer.model import ModelError, check_model_dir
-from infer.sample import Item, SampleJob, launch
-from infer.sampling import stable_seed
+from infer.sample import Item, cot_items, sample_items
 
 log = get_logger("run")
 
@@ -119,14 +118,6 @@ def stage_seconds(run: Run, k: int) -> dict[str, float]:
 # --------------------------------------------------------------------------- stages
 
 
-def num_processes(cfg: RunConfig) -> int:
-    if cfg.sample.num_processes:
-        return cfg.sample.num_processes
-    import torch
-
-    return max(1, torch.cuda.device_count())
-
-
 def model_for(run: Run, k: int) -> str | None:
     """The checkpoint that iteration k samples with (None = the base model)."""
     if k == 0:
@@ -135,21 +126,13 @@ def model_for(run: Run, k: int) -> str | None:
     return str(run.iter_dir(k) / "checkpoint")
 
 
-def sample(run: Run, k: int, split: str, items: list[Item], out: Path, *, greedy: bool = False,
-           num_samples: int | None = None) -> None:
-    s = run.cfg.sample
-    params = dict(num_samples=1 if greedy else (num_samples or s.num_samples), greedy=greedy,
-                  temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens,
-                  min_pixels=run.cfg.model.min_pixels, max_pixels=run.cfg.model.max_pixels)
-    job = SampleJob(out=str(out), model=to_dict(run.cfg.model), checkpoint=model_for(run, k), params=params,
-                    batch_size=s.batch_size, items=items)
-    launch(job, num_processes(run.cfg))
+def sample(run: Run, k: int, items: list[Item], out: Path, *, greedy: bool = False) -> None:
+    sample_items(items, out, model_cfg=run.cfg.model, sample_cfg=run.cfg.sample,
+                 checkpoint=model_for(run, k), greedy=greedy)
 
 
-def cot_items(run: Run, k: int, problems: list[Problem], split: str, *, sampling_prompt: bool) -> list[Item]:
-    return [Item(id=p.id, image=p.image, prompt=prompts.cot_prompt(p, run.cfg.prompt, sampling=sampling_prompt),
-                 seed=stable_seed(run.cfg.seed, f"iter{k}", split, p.id), answer=p.answer,
-                 choices=list(p.choices) if p.choices else None) for p in problems]
+def cot(run: Run, k: int, problems: list[Problem], split: str, *, sampling_prompt: bool = False) -> list[Item]:
+    return cot_items(problems, run.cfg.prompt, run.cfg.seed, f"iter{k}/{split}", sampling_prompt=sampling_prompt)
 
 
 def pool(run: Run, k: int) -> list[tuple[int, list[dict]]]:
@@ -206,19 +189,17 @@ def run_iteration(run: Run, k: int) -> dict:
         # Iteration 0 asks the untrained model for the short "Answer: X" format (REFERENCE.md §2);
         # later iterations use the CoT prompt they were trained on.
         step(run, f"iter{k}/sample_train", d / "train_samples.jsonl",
-             lambda: sample(run, k, "train", cot_items(run, k, run.train, "train", sampling_prompt=k == 0),
+             lambda: sample(run, k, cot(run, k, run.train, "train", sampling_prompt=k == 0),
                             d / "train_samples.jsonl"))
     step(run, f"iter{k}/sample_test", d / "test_samples.jsonl",
-         lambda: sample(run, k, "test", cot_items(run, k, run.test, "test", sampling_prompt=False),
-                        d / "test_samples.jsonl"))
+         lambda: sample(run, k, cot(run, k, run.test, "test"), d / "test_samples.jsonl"))
     if k >= 1 or cfg.select_at_iter0:
         step(run, f"iter{k}/select_test", d / "test_select.jsonl",
-             lambda: sample(run, k, "test", select_items(
+             lambda: sample(run, k, select_items(
                  run.test, {r["id"]: r for r in read_jsonl(d / "test_samples.jsonl")}, None, cfg.seed,
                  f"iter{k}", cfg.prompt), d / "test_select.jsonl", greedy=True))
     step(run, f"iter{k}/greedy_test", d / "test_greedy.jsonl",
-         lambda: sample(run, k, "test", cot_items(run, k, run.test, "test", sampling_prompt=False),
-                        d / "test_greedy.jsonl", greedy=True))
+         lambda: sample(run, k, cot(run, k, run.test, "test"), d / "test_greedy.jsonl", greedy=True))
     metrics = iteration_metrics(d, run.test)
     metrics["iteration"] = k
     stats = d / "sft_data" / "mix_stats.json"

@@ -73,6 +73,17 @@ def read_jsonl(path: str | Path, **kw: Any) -> list[dict]:
     return [r for _, r in iter_jsonl(path, **kw)]
 
 
+def drop_torn_tail(path: str | Path) -> None:
+    """Cut an unterminated last line (a writer killed mid-line) so appends start on a fresh line."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def append_jsonl(f, records: Iterable[dict]) -> None:
     """Append records to an open text file and flush them to disk (a finished batch survives a kill)."""
     for r in records:

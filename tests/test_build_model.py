@@ -130,6 +130,12 @@ def test_build_is_deterministic_and_main_writes_the_same_files(tiny_model_dir, t
         digest = [hashlib.sha256((d / name).read_bytes()).hexdigest() for d in (tiny_model_dir, again)]
         assert digest[0] == digest[1], name
     assert not (tmp_path / "again.partial").exists()
+    main(["--out", str(again)])  # an earlier build is replaced ...
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="no build_info.json"):  # ... any other folder is not
+        build(tmp_path / "notes")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
 
 
 def test_corpus_file_extends_the_tiny_vocabulary(tmp_path):
@@ -155,7 +161,10 @@ def test_unknown_size_names_the_valid_ones():
     ("qwen2_5_vl", "3b", 3.755, True), ("qwen2_5_vl", "7b", 8.292, False),
 ])
 def test_real_architectures_on_the_meta_device(arch, size, billions, tied):
-    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+    from transformers import (
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLForConditionalGeneration,
+    )
 
     assert (arch, size) in REAL
     config = build_config(arch, size)

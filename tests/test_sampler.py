@@ -1,0 +1,244 @@
+"""Sampler: seeded sampling math, K samples per question, greedy determinism, shards, resume, adapters.
+
+The model tests use the real tiny Qwen2-VL (tests/conftest.py) through the real generate path;
+the shard/merge bookkeeping tests use a scripted fake generator (no model needed for them).
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.config import ModelConfig
+from infer.generate import Output
+from infer.sample import Item, SampleJob, done_records, launch, merge, plan_batches, run_shard, shard_path
+from infer.sampling import sample_tokens, stable_seed
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- sampling math
+
+
+@pytest.mark.parametrize("top_k,top_p,expected", [
+    (0, 1.0, [0.5, 0.3, 0.15, 0.05]),
+    (0, 0.7, [0.625, 0.375, 0.0, 0.0]),       # 0.5 + 0.3 reach 0.7: the rest is cut
+    (2, 1.0, [0.625, 0.375, 0.0, 0.0]),
+    (3, 0.9, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0.0]),
+], ids=["plain", "top-p", "top-k", "top-k-then-top-p"])
+def test_seeded_sampling_matches_the_filtered_distribution(top_k, top_p, expected):
+    n = 40000
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).expand(n, 4)
+    seeds = torch.tensor([stable_seed("t", i) for i in range(n)])
+    tokens = sample_tokens(logits, seeds, 0, temperature=1.0, top_k=top_k, top_p=top_p)
+    freq = torch.bincount(tokens, minlength=4).double() / n
+    assert torch.allclose(freq, torch.tensor(expected, dtype=torch.float64), atol=0.012), freq
+
+
+def test_temperature_sharpens():
+    n = 20000
+    logits = torch.log(torch.tensor([0.6, 0.4])).expand(n, 2)
+    seeds = torch.tensor([stable_seed("temp", i) for i in range(n)])
+    cold = sample_tokens(logits, seeds, 0, temperature=0.25, top_k=0, top_p=1.0)
+    # softmax(log p / 0.25) = p^4 normalised: 0.6^4 / (0.6^4 + 0.4^4) = 0.835
+    assert abs((cold == 0).double().mean().item() - 0.835) < 0.015
+
+
+def test_draws_depend_only_on_seed_and_step():
+    logits = torch.randn(3, 100, generator=torch.Generator().manual_seed(0))
+    seeds = torch.tensor([11, 22, 33])
+    full = sample_tokens(logits, seeds, 5, temperature=0.9, top_k=50, top_p=0.95)
+    alone = sample_tokens(logits[1:2], seeds[1:2], 5, temperature=0.9, top_k=50, top_p=0.95)
+    assert full[1] == alone[0]  # a row's draw does not depend on its neighbours
+    steps = {int(sample_tokens(logits[:1], seeds[:1], s, temperature=0.9, top_k=50, top_p=0.95)) for s in range(20)}
+    assert len(steps) > 1  # different steps draw different noise
+
+
+# --------------------------------------------------------------------------- real tiny model
+
+
+def make_items(problems_dir: Path, n: int = 6) -> list[Item]:
+    from core.config import PromptConfig
+    from data_gen import prompts
+    from data_gen.geoqa import load_split
+
+    problems = load_split(problems_dir, "test")[:n]
+    return [Item(p.id, p.image, prompts.cot_prompt(p, PromptConfig()), stable_seed(1, p.id), p.answer,
+                 list(p.choices)) for p in problems]
+
+
+@pytest.fixture(scope="module")
+def geosynth_dir(tmp_path_factory) -> Path:
+    from data_gen import geosynth
+
+    out = tmp_path_factory.mktemp("geosynth")
+    geosynth.generate(out, 8, 8, seed=3)
+    return out
+
+
+def job_for(model_dir: Path, items: list[Item], out: Path, *, batch_size: int, greedy: bool = False,
+            checkpoint: str | None = None, k: int = 3, max_new_tokens: int = 12) -> SampleJob:
+    model = dataclasses.asdict(ModelConfig(base_model=str(model_dir), max_pixels=64 * 28 * 28))
+    params = dict(num_samples=k, greedy=greedy, max_new_tokens=max_new_tokens, max_pixels=64 * 28 * 28)
+    return SampleJob(out=str(out), model=model, checkpoint=checkpoint, params=params,
+                     batch_size=batch_size, items=items)
+
+
+def test_k_samples_per_question_and_independent_of_batch_size(tiny_model_dir, geosynth_dir, tmp_path):
+    items = make_items(geosynth_dir)
+    a = launch(job_for(tiny_model_dir, items, tmp_path / "a.jsonl", batch_size=4))
+    b = launch(job_for(tiny_model_dir, items, tmp_path / "b.jsonl", batch_size=1))
+    assert [r["id"] for r in a] == [it.id for it in items]  # merged in request order
+    for r in a:
+        assert len(r["predictions"]) == len(r["answers"]) == len(r["correct"]) == 3
+        assert len(r["num_tokens"]) == len(r["truncated"]) == 3
+        assert all(0 < n <= 12 for n in r["num_tokens"])
+    assert len({p for r in a for p in r["predictions"]}) > len(a)  # K samples differ
+    # Per-question seeds: the samples do not depend on how questions are batched.
+    assert a == b
+    assert not list(tmp_path.glob("*.rank*.jsonl"))  # shards are removed after the merge
+
+
+def test_greedy_equals_greedy(tiny_model_dir, geosynth_dir, tmp_path):
+    items = make_items(geosynth_dir, 4)
+    a = launch(job_for(tiny_model_dir, items, tmp_path / "g1.jsonl", batch_size=4, greedy=True))
+    b = launch(job_for(tiny_model_dir, items, tmp_path / "g2.jsonl", batch_size=1, greedy=True))
+    assert [r["predictions"] for r in a] == [r["predictions"] for r in b]
+    assert all(len(r["predictions"]) == 1 for r in a)
+
+
+def test_truncation_is_recorded(tiny_model_dir, geosynth_dir, tmp_path):
+    # A random tiny model rarely emits <|im_end|> within 4 tokens: those outputs are cut off.
+    recs = launch(job_for(tiny_model_dir, make_items(geosynth_dir, 3), tmp_path / "t.jsonl", batch_size=3,
+                          max_new_tokens=4))
+    for r in recs:
+        for n, t in zip(r["num_tokens"], r["truncated"]):
+            assert t == (n == 4)
+    assert any(t for r in recs for t in r["truncated"])
+
+
+def test_adapter_changes_the_output(tiny_model_dir, geosynth_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(0)
+    base = AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir))
+    # init_lora_weights=False: random A and B, so the adapter really changes the logits.
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "lm_head"],
+                                                 init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(str(adapter))
+    items = make_items(geosynth_dir, 3)
+    plain = launch(job_for(tiny_model_dir, items, tmp_path / "p.jsonl", batch_size=3, greedy=True))
+    adapted = launch(job_for(tiny_model_dir, items, tmp_path / "q.jsonl", batch_size=3, greedy=True,
+                             checkpoint=str(adapter)))
+    assert [r["predictions"] for r in plain] != [r["predictions"] for r in adapted]
+
+
+# --------------------------------------------------------------------------- shards and resume (fake)
+
+
+class ScriptedGenerator:
+    """Deterministic fake outputs ("Answer: A" for ids ending in an even digit); counts calls."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls: list[list[str]] = []
+        self.fail_after = fail_after
+
+    def __call__(self, requests, params):
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.calls.append([r.id for r in requests])
+        return [[Output(text=f"{r.id} sample {i}. Answer: {'A' if int(r.id[-1]) % 2 == 0 else 'B'}",
+                        num_tokens=5, truncated=False) for i in range(params.num_samples)] for r in requests]
+
+
+def fake_items(n: int) -> list[Item]:
+    return [Item(f"q{i}", "img.png", "x" * (i % 4), seed=i, answer="A", choices=["1", "2"]) for i in range(n)]
+
+
+def fake_job(tmp_path: Path, n: int = 10, batch_size: int = 3) -> SampleJob:
+    return SampleJob(out=str(tmp_path / "s.jsonl"), model={}, checkpoint=None,
+                     params=dict(num_samples=2), batch_size=batch_size, items=fake_items(n))
+
+
+def test_batches_are_fixed_and_cover_everything():
+    items = fake_items(10)
+    batches = plan_batches(items, 3)
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    assert sorted(it.id for b in batches for it in b) == sorted(it.id for it in items)
+    assert len(batches[0][0].prompt) >= len(batches[-1][-1].prompt)  # longest first
+
+
+def test_two_ranks_merge_to_the_one_rank_result(tmp_path):
+    one = fake_job(tmp_path / "one")
+    Path(one.out).parent.mkdir()
+    run_shard(one, 0, 1, generate_fn=ScriptedGenerator())
+    single = merge(one)
+    two = fake_job(tmp_path / "two")
+    Path(two.out).parent.mkdir()
+    gens = [ScriptedGenerator(), ScriptedGenerator()]
+    for rank in (0, 1):
+        run_shard(two, rank, 2, generate_fn=gens[rank])
+    assert set(gens[0].calls[0]).isdisjoint(gens[1].calls[0])
+    assert merge(two) == single
+    assert [r["id"] for r in single] == [f"q{i}" for i in range(10)]
+    assert single[0]["answers"] == ["A", "A"] and single[1]["correct"] == [False, False]
+
+
+def test_resume_after_a_kill_redoes_only_unfinished_batches(tmp_path):
+    job = fake_job(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_shard(job, 0, 1, generate_fn=ScriptedGenerator(fail_after=2))
+    assert len(done_records(Path(job.out))) == 6  # two finished batches were flushed
+    # A torn last line (killed mid-write) is dropped and redone, not an error.
+    with shard_path(Path(job.out), 0).open("a") as f:
+        f.write('{"id": "q9", "predic')
+    again = ScriptedGenerator()
+    run_shard(job, 0, 1, generate_fn=again)
+    assert sum(len(c) for c in again.calls) == 4
+    records = merge(job)
+    assert [r["id"] for r in records] == [f"q{i}" for i in range(10)]  # nothing lost or duplicated
+
+
+def test_merge_refuses_missing_records(tmp_path):
+    job = fake_job(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_shard(job, 0, 1, generate_fn=ScriptedGenerator(fail_after=1))
+    with pytest.raises(RuntimeError, match="7 requests have no record"):
+        merge(job)
+
+
+def test_real_kill_and_rerun(tiny_model_dir, geosynth_dir, tmp_path):
+    """SIGKILL the real sampler process after its first flushed batch; the rerun finishes the rest."""
+    items = make_items(geosynth_dir, 8)
+    job = job_for(tiny_model_dir, items, tmp_path / "k.jsonl", batch_size=1, max_new_tokens=48)
+    job_path = tmp_path / "k.job.json"
+    job_path.write_text(json.dumps(dataclasses.asdict(job)))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "infer.sample", "--job", str(job_path)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shard = shard_path(Path(job.out), 0)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if shard.is_file() and shard.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = done_records(Path(job.out))
+    assert 2 <= len(before) < len(items), "the kill should land in the middle of sampling"
+    records = launch(job)
+    assert [r["id"] for r in records] == [it.id for it in items]
+    # What finished before the kill is kept as it was, and equals an uninterrupted run.
+    for r in records:
+        if r["id"] in before:
+            assert r == before[r["id"]]
+    assert records == launch(job_for(tiny_model_dir, items, tmp_path / "ref.jsonl", batch_size=1, max_new_tokens=48))

@@ -1,0 +1,279 @@
+"""train/: the rendered LLaMA-Factory YAML, the launch command, a real `llamafactory-cli train` on the
+tiny model (with resume, failure and LoRA export), and LLaMA-Factory's own data pipeline on our data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.config import PromptConfig, TrainConfig
+from core.proc import CommandError
+from data_gen import prompts
+from data_gen.llamafactory import write_dataset
+from data_gen.problem import Problem
+from train import sft
+from train.export import export_merged
+
+RENDER = dict(model_path="/models/base", dataset_dir="/data", dataset_name="mix", output_dir="/out",
+              seed=7, image_min_pixels=3136, image_max_pixels=401408)
+TINY_PIXELS = dict(image_min_pixels=56 * 56, image_max_pixels=112 * 112)  # infer/build_model.py TINY_PIXELS
+# Settings that keep the real CPU run to seconds: one optimizer step per micro-batch, two steps.
+FAST = dict(global_batch_size=2, per_device_batch_size=2, max_steps=2, learning_rate=1e-2,
+            overrides={"logging_steps": 1, "preprocessing_num_workers": 1})
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@pytest.mark.parametrize("num_gpus, nnodes, accumulation", [(1, 1, 32), (2, 1, 16), (2, 2, 8), (0, 1, 32)])
+def test_gradient_accumulation_reaches_the_global_batch(num_gpus, nnodes, accumulation):
+    cfg = TrainConfig(global_batch_size=64, per_device_batch_size=2, nnodes=nnodes)
+    args = sft.render_sft_config(cfg, num_gpus=num_gpus, on_gpu=num_gpus > 0, **RENDER)
+    assert args["gradient_accumulation_steps"] == accumulation
+    assert args["per_device_train_batch_size"] == 2
+
+
+def test_uneven_global_batch_is_logged(caplog):
+    with caplog.at_level("WARNING", logger="r3v"):
+        assert sft.gradient_accumulation(64, 2, 3) == 10
+    assert "effective global batch of 60" in caplog.text
+
+
+def test_render_reference_hyperparameters_and_run_fields():
+    args = sft.render_sft_config(TrainConfig(), num_gpus=1, on_gpu=True, **RENDER)
+    expected = dict(stage="sft", do_train=True, finetuning_type="lora", lora_target="all", lora_rank=8,
+                    lora_alpha=16, lora_dropout=0.0, freeze_vision_tower=True, template="qwen2_vl",
+                    learning_rate=3e-5, lr_scheduler_type="constant_with_warmup", warmup_ratio=0.1,
+                    weight_decay=0.05, adam_beta2=0.98, adam_epsilon=1e-6, num_train_epochs=3.0,
+                    val_size=0.0, cutoff_len=4096, report_to="none", dataloader_num_workers=0,
+                    model_name_or_path="/models/base", dataset="mix", dataset_dir="/data", output_dir="/out",
+                    seed=7, image_min_pixels=3136, image_max_pixels=401408, bf16=True)
+    assert {k: args.get(k) for k in expected} == expected
+    assert "max_steps" not in args and "adapter_name_or_path" not in args
+    assert sft.PLACEHOLDER not in args.values()
+
+
+def test_bf16_only_on_gpu_and_max_steps():
+    cpu = sft.render_sft_config(TrainConfig(max_steps=5), num_gpus=0, on_gpu=False, **RENDER)
+    assert cpu["bf16"] is False and cpu["fp16"] is False and cpu["max_steps"] == 5
+
+
+def test_overrides_win_over_template_and_config():
+    cfg = TrainConfig(learning_rate=1e-4, overrides={"learning_rate": 5e-6, "bf16": False, "logging_steps": 1,
+                                                     "deepspeed": "configs/llamafactory/ds_z2.json"})
+    args = sft.render_sft_config(cfg, num_gpus=2, on_gpu=True, **RENDER)
+    assert (args["learning_rate"], args["bf16"], args["logging_steps"]) == (5e-6, False, 1)
+    assert Path(args["deepspeed"]).is_absolute() and Path(args["deepspeed"]).is_file()  # resolved from the repo
+
+
+def test_full_finetuning_picks_the_full_template_unless_one_is_given(tmp_path):
+    full = sft.render_sft_config(TrainConfig(finetuning_type="full"), num_gpus=1, on_gpu=True, **RENDER)
+    assert full["finetuning_type"] == "full" and not any(k.startswith("lora_") for k in full)
+    assert sft.template_path(TrainConfig(finetuning_type="full")).name == "sft_full.yaml"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("stage: sft\ndo_train: true\ntemplate: qwen2_vl\nwarmup_ratio: 0.2\n")
+    cfg = TrainConfig(finetuning_type="full", template=str(mine))
+    assert sft.template_path(cfg) == mine
+    assert sft.render_sft_config(cfg, num_gpus=1, on_gpu=True, **RENDER)["warmup_ratio"] == 0.2
+    with pytest.raises(FileNotFoundError, match="train.template"):
+        sft.template_path(TrainConfig(template="configs/nope.yaml"))
+
+
+def test_continue_from_previous():
+    lora = TrainConfig(continue_from_previous=True)
+    assert sft.starting_point(lora, "/base", None) == ("/base", None)
+    assert sft.starting_point(lora, "/base", "/it1/model") == ("/base", "/it1/model")
+    assert sft.starting_point(TrainConfig(finetuning_type="full", continue_from_previous=True),
+                              "/base", "/it1/model") == ("/it1/model", None)
+    assert sft.starting_point(TrainConfig(), "/base", "/it1/model") == ("/base", None)  # R3V: fresh LoRA
+    args = sft.render_sft_config(lora, num_gpus=1, on_gpu=True, adapter_name_or_path="/it1/model", **RENDER)
+    # LLaMA-Factory 0.9.5 (model/adapter.py): the last adapter is resumed as trainable only when
+    # create_new_adapter is false.
+    assert args["adapter_name_or_path"] == "/it1/model" and args["create_new_adapter"] is False
+    with pytest.raises(ValueError, match="only LoRA"):
+        sft.render_sft_config(TrainConfig(finetuning_type="full"), num_gpus=1, on_gpu=True,
+                              adapter_name_or_path="/a", **RENDER)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_command_one_gpu():
+    argv, env = sft.build_train_command("/run/it1/sft.yaml", num_gpus=1)
+    assert Path(argv[0]).name == "llamafactory-cli" and argv[1:] == ["train", "/run/it1/sft.yaml"]
+    assert env["NPROC_PER_NODE"] == "1" and "FORCE_TORCHRUN" not in env and "NNODES" not in env
+    assert env["DISABLE_VERSION_CHECK"] == "1" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["PATH"].split(":")[0] == str(Path(argv[0]).parent)  # torchrun from the same venv
+
+
+def test_command_cpu_and_deepspeed():
+    _, cpu = sft.build_train_command("/x.yaml", num_gpus=0)
+    assert "NPROC_PER_NODE" not in cpu and "FORCE_TORCHRUN" not in cpu
+    _, ds = sft.build_train_command("/x.yaml", num_gpus=1, deepspeed=True)
+    assert ds["FORCE_TORCHRUN"] == "1"  # LLaMA-Factory refuses DeepSpeed outside torchrun
+
+
+def test_command_two_gpus():
+    _, env = sft.build_train_command("/x.yaml", num_gpus=2)
+    assert env["FORCE_TORCHRUN"] == "1" and env["NPROC_PER_NODE"] == "2" and "NNODES" not in env
+
+
+def test_command_two_nodes(monkeypatch):
+    _, env = sft.build_train_command("/x.yaml", num_gpus=2, nnodes=2, node_rank=1, master_addr="10.0.0.1",
+                                     master_port=29600)
+    assert {k: env[k] for k in ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR",
+                                "MASTER_PORT")} == {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "NNODES": "2",
+                                                    "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1",
+                                                    "MASTER_PORT": "29600"}
+    monkeypatch.setenv("NODE_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "node0")
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    _, env = sft.build_train_command("/x.yaml", num_gpus=8, nnodes=2)
+    assert (env["NODE_RANK"], env["MASTER_ADDR"], env["MASTER_PORT"]) == ("0", "node0", "29500")
+    monkeypatch.delenv("MASTER_ADDR")
+    with pytest.raises(ValueError, match="MASTER_ADDR"):
+        sft.build_train_command("/x.yaml", num_gpus=8, nnodes=2)
+    with pytest.raises(ValueError, match="spaces"):
+        sft.build_train_command("/my run/sft.yaml", num_gpus=1)
+
+
+def test_parent_distributed_variables_are_dropped(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    env = sft.subprocess_env({"HF_HUB_OFFLINE": "1"})
+    assert "WORLD_SIZE" not in env and "RANK" not in env and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_latest_checkpoint_by_step_and_complete(tmp_path):
+    assert sft.latest_checkpoint(tmp_path / "missing") is None
+    for step, complete in [(9, True), (10, True), (100, False), (20, True)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert sft.latest_checkpoint(tmp_path).name == "checkpoint-20"  # 100 was cut off mid-save
+
+
+# --------------------------------------------------------------------------- real LLaMA-Factory
+
+
+def long_rationale(i: int) -> str:
+    steps = " ".join(f"Step {k}: the angle at vertex {k} equals the sum of the two remote interior "
+                     f"angles, so it is {30 + i + k} degrees." for k in range(1, 9))
+    return f"{steps} Therefore the answer is {'ABCD'[i % 4]}. Answer: {'ABCD'[i % 4]}"
+
+
+def mix_items(images: list[Path]) -> list[dict]:
+    """Eight items of every kind, one a self-select prompt with 6 long candidates."""
+    cfg = PromptConfig()
+    items = []
+    for i in range(6):
+        p = Problem(id=f"q{i}", image=str(images[i % len(images)]), question=f"In the figure, find angle {i}. ()",
+                    choices=("30°", "40°", "50°", "60°"), answer="ABCD"[i % 4])
+        kind = ["qa", "cot", "refine", "cot", "qa", "refine"][i]
+        prompt = {"qa": prompts.question_block(p), "cot": prompts.cot_prompt(p, cfg),
+                  "refine": prompts.refine_prompt(p, long_rationale(i + 1), cfg)}[kind]
+        response = prompts.answer_target(p) if kind == "qa" else long_rationale(i)
+        items.append({"kind": kind, "id": f"{kind}-{p.id}", "image": p.image, "prompt": prompt, "response": response})
+    p = Problem(id="sel", image=str(images[0]), question="In the figure, find angle ABC. ()",
+                choices=("30°", "40°", "50°", "60°"), answer="C")
+    items.append({"kind": "select", "id": "select-sel", "image": p.image,
+                  "prompt": prompts.select_prompt(p, [long_rationale(k) for k in range(6)], cfg),
+                  "response": prompts.answer_target(p)})
+    items.append({"kind": "select", "id": "select-sel-2", "image": p.image,
+                  "prompt": prompts.select_prompt(p, [long_rationale(k) for k in range(2)], cfg),
+                  "response": prompts.answer_target(p)})
+    return items
+
+
+@pytest.fixture(scope="module")
+def mix_dataset(tmp_path_factory, tiny_images) -> tuple[Path, str, list[dict]]:
+    folder = tmp_path_factory.mktemp("sft_data")
+    items = mix_items(tiny_images)
+    write_dataset(items, folder, "r3v_test_mix")
+    return folder, "r3v_test_mix", items
+
+
+@pytest.fixture
+def cpu_only(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_llamafactory_pipeline_reads_our_data_untruncated(mix_dataset, tiny_model_dir, tmp_path, cpu_only):
+    """LLaMA-Factory 0.9.5's own loader and qwen2_vl template, in process, on the written dataset."""
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    folder, name, items = mix_dataset
+    args = sft.render_sft_config(TrainConfig(**FAST), model_path=tiny_model_dir, dataset_dir=folder,
+                                 dataset_name=name, output_dir=tmp_path / "out", num_gpus=0, seed=0,
+                                 on_gpu=False, **TINY_PIXELS)
+    model_args, data_args, training_args, _, _ = get_train_args(args)
+    modules = load_tokenizer(model_args)
+    tokenizer = modules["tokenizer"]
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    data = get_dataset(template, model_args, data_args, training_args, stage="sft", **modules)["train_dataset"]
+    assert len(data) == len(items)
+
+    select = max(range(len(data)), key=lambda i: len(data[i]["input_ids"]))
+    ids, labels = data[select]["input_ids"], data[select]["labels"]
+    prompt_text = tokenizer.decode(ids)
+    assert "Model's Prediction 6" in prompt_text and PromptConfig().select_instruction in prompt_text
+    assert len(ids) > 1024  # the reference's cutoff_len would have cut this prompt (REFERENCE.md §7.9)
+    assert len(ids) <= args["cutoff_len"]
+    target = tokenizer.decode([t for t in labels if t != -100])
+    assert target.startswith("Answer: C")  # the whole response is trained on
+    assert "<|image_pad|>" in prompt_text  # the image reached the template
+
+
+def test_real_training_resume_record_and_export(mix_dataset, tiny_model_dir, tmp_path, cpu_only):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    folder, name, _ = mix_dataset
+    cfg = TrainConfig(**FAST)
+    run = dict(model_path=tiny_model_dir, dataset_dir=folder, dataset_name=name, seed=0, **TINY_PIXELS)
+    iter_dir = tmp_path / "iter1"
+    # A killed earlier attempt that left files but no checkpoint: cleaned, then trained afresh.
+    (iter_dir / "model").mkdir(parents=True)
+    (iter_dir / "model" / "adapter_config.json").write_text("{}")
+    out = sft.train(cfg, iter_dir=iter_dir, **run)
+
+    assert out == iter_dir / "model"
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    done = json.loads((iter_dir / "train_done.json").read_text())
+    assert done["train_loss"] is not None and done["global_step"] == 2
+    assert "llamafactory" in (iter_dir / "train.log").read_text().lower()
+    rendered = yaml.safe_load((iter_dir / "sft.yaml").read_text())
+    assert rendered["max_steps"] == 2 and rendered["bf16"] is False
+    assert not list(out.glob("checkpoint-*"))
+    assert sft.train(cfg, iter_dir=iter_dir, **run) == out  # finished: skipped, not retrained
+
+    merged_dir = export_merged(tiny_model_dir, out, tmp_path / "merged")
+    assert (merged_dir / "config.json").is_file() and not (tmp_path / "merged.partial").exists()
+    merged = AutoModelForImageTextToText.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([[5, 17, 42, 99, 123, 7]])
+    with torch.no_grad():
+        want = PeftModel.from_pretrained(base, out).eval()(input_ids=ids).logits
+        got = merged(input_ids=ids).logits
+        plain = want.new_tensor(AutoModelForImageTextToText.from_pretrained(tiny_model_dir)(input_ids=ids).logits)
+    assert torch.allclose(got, want, atol=2e-2, rtol=2e-2)  # the merge applied the adapter
+    assert not torch.allclose(want, plain, atol=1e-4)  # and the adapter changed the model
+
+
+def test_failed_training_raises_with_log(mix_dataset, tiny_model_dir, tmp_path, cpu_only):
+    folder, _, _ = mix_dataset
+    iter_dir = tmp_path / "iter1"
+    with pytest.raises(CommandError) as err:
+        sft.train(TrainConfig(**FAST), model_path=tiny_model_dir, dataset_dir=folder, dataset_name="not_registered",
+                  iter_dir=iter_dir, seed=0, **TINY_PIXELS)
+    message = str(err.value)
+    assert str(iter_dir / "train.log") in message and "not_registered" in message
+    assert sft.train_done(iter_dir) is None

@@ -1,0 +1,416 @@
+r"""Train one SFT step with LLaMA-Factory: render the YAML, run `llamafactory-cli train`, check the result.
+
+    # train a LoRA on a dataset written by data_gen.llamafactory.write_dataset
+    python -m train.sft --base_model models/geosynth-small --dataset_dir outputs/run/iter1/data \
+        --dataset_name r3v_iter1 --out_dir outputs/run/iter1 train.max_steps=10
+
+The iteration folder (`out_dir`) receives `sft.yaml` (the rendered LLaMA-Factory config, usable by
+hand with `llamafactory-cli train`), `train.log` (the full output), the trained model in `model/`
+(a LoRA adapter, or a full model with finetuning_type=full) and `train_done.json`, written last, so
+a rerun skips a finished training. A run killed mid-way resumes from its newest complete
+`checkpoint-*` folder. A failed training raises `CommandError` with the log's tail: the loop stops.
+
+Several GPUs: `llamafactory-cli` starts torchrun itself when FORCE_TORCHRUN=1 (set here whenever
+more than one process trains). Several nodes: run the same command on every node with the run
+folder on a shared filesystem, `train.nnodes=N`, and NODE_RANK / MASTER_ADDR / MASTER_PORT in each
+node's environment (or passed to `train()`); they reach LLaMA-Factory's launcher as environment
+variables, which hands them to `torchrun --nnodes --node_rank --master_addr --master_port`. Only
+global rank 0 writes the model, so only node 0 checks it and writes `train_done.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.config import REPO_ROOT, ModelConfig, TrainConfig, _f, parse_args
+from core.io import atomic_write_json, atomic_write_text, read_json
+from core.log import get_logger
+from core.proc import run_logged
+
+log = get_logger("train")
+
+TEMPLATES = {"lora": "configs/llamafactory/sft_lora.yaml", "full": "configs/llamafactory/sft_full.yaml"}
+PLACEHOLDER = "FILLED"  # template values the launcher must replace
+DONE_FILE = "train_done.json"
+CONFIG_FILE = "sft.yaml"
+LOG_FILE = "train.log"
+MODEL_DIR = "model"
+# Variables of an enclosing torchrun / accelerate job: inherited by a single-process
+# llamafactory-cli, they would make it join that job's process group.
+PARENT_DIST_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK")
+
+
+# --------------------------------------------------------------------------- the YAML
+
+
+def template_path(cfg: TrainConfig) -> Path:
+    """The template to render: cfg.template, or the full-fine-tuning one when finetuning_type=full
+    and the template was left at its (LoRA) default."""
+    if cfg.finetuning_type not in TEMPLATES:
+        raise ValueError(f"train.finetuning_type={cfg.finetuning_type!r}: use one of {sorted(TEMPLATES)}.")
+    name = cfg.template
+    if cfg.finetuning_type == "full" and name == TrainConfig().template:
+        name = TEMPLATES["full"]
+    path = Path(name) if Path(name).is_absolute() else REPO_ROOT / name
+    if not path.is_file():
+        raise FileNotFoundError(f"train.template={cfg.template!r}: no such file {path}; give a path "
+                                f"relative to {REPO_ROOT} or an absolute one (see configs/llamafactory/).")
+    return path
+
+
+def gradient_accumulation(global_batch: int, per_device: int, world_size: int) -> int:
+    """Accumulation steps that make per_device x world_size x steps reach the global batch."""
+    steps = max(1, global_batch // (per_device * world_size))
+    effective = steps * per_device * world_size
+    if effective != global_batch:
+        log.warning("global batch %d is not a multiple of %d per device x %d processes: training "
+                    "with an effective global batch of %d (accumulation %d)",
+                    global_batch, per_device, world_size, effective, steps)
+    return steps
+
+
+def render_sft_config(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path,
+                      dataset_name: str, output_dir: str | Path, num_gpus: int, seed: int,
+                      image_min_pixels: int, image_max_pixels: int,
+                      adapter_name_or_path: str | Path | None = None, on_gpu: bool) -> dict[str, Any]:
+    """The LLaMA-Factory arguments for one training: the template, the per-run fields, then
+    `cfg.overrides` (explicit user settings win).
+
+    num_gpus: training processes per node (0 on CPU: one process). adapter_name_or_path: a LoRA
+    adapter to keep training (LLaMA-Factory 0.9.5 loads the last adapter given as trainable when
+    create_new_adapter is false; its own rank/alpha apply, not lora_rank/lora_alpha).
+    """
+    args: dict[str, Any] = yaml.safe_load(template_path(cfg).read_text(encoding="utf-8")) or {}
+    world_size = max(1, num_gpus) * max(1, cfg.nnodes)
+    args.update(
+        model_name_or_path=str(model_path),
+        dataset_dir=str(Path(dataset_dir).resolve()),
+        dataset=dataset_name,
+        output_dir=str(Path(output_dir).resolve()),
+        seed=seed,
+        image_min_pixels=image_min_pixels,
+        image_max_pixels=image_max_pixels,
+        finetuning_type=cfg.finetuning_type,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=gradient_accumulation(cfg.global_batch_size, cfg.per_device_batch_size,
+                                                          world_size),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        cutoff_len=cfg.cutoff_len,
+        bf16=on_gpu,  # fp32 on CPU: CPU bf16 autocast is slow and not what the GPUs run
+    )
+    if not on_gpu:
+        args["fp16"] = False
+    if cfg.finetuning_type == "lora":
+        args.update(lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha)
+    else:
+        for key in [k for k in args if k.startswith("lora_")]:
+            del args[key]
+    if adapter_name_or_path is not None:
+        if cfg.finetuning_type != "lora":
+            raise ValueError(f"adapter {adapter_name_or_path}: only LoRA training continues an adapter; with "
+                             f"finetuning_type=full start from the previous model (model_path) instead.")
+        args.update(adapter_name_or_path=str(adapter_name_or_path), create_new_adapter=False)
+    if cfg.max_steps > 0:
+        args["max_steps"] = cfg.max_steps
+    else:
+        args.pop("max_steps", None)
+    args.update(cfg.overrides)
+
+    if args.get("deepspeed") and not Path(args["deepspeed"]).is_absolute():
+        # LLaMA-Factory opens it relative to its working directory; the templates name it from the repo.
+        args["deepspeed"] = str(REPO_ROOT / args["deepspeed"])
+    left = sorted(k for k, v in args.items() if v == PLACEHOLDER)
+    if left:
+        raise ValueError(f"{template_path(cfg)}: {', '.join(left)} still {PLACEHOLDER!r} after rendering; "
+                         f"set them through train.overrides.")
+    return args
+
+
+def write_sft_config(args: dict[str, Any], path: str | Path) -> Path:
+    header = "# Rendered by train/sft.py; rerun by hand with: llamafactory-cli train THIS_FILE\n"
+    return atomic_write_text(path, header + yaml.safe_dump(args, sort_keys=False, allow_unicode=True))
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def llamafactory_cli() -> list[str]:
+    """The CLI beside this interpreter (the venv), else on PATH, else `python -m llamafactory.cli`
+    (pip --target installs put no script next to the system interpreter)."""
+    beside = Path(sys.executable).parent / "llamafactory-cli"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("llamafactory-cli")
+    return [found] if found else [sys.executable, "-m", "llamafactory.cli"]
+
+
+def build_train_command(yaml_path: str | Path, num_gpus: int, nnodes: int = 1, node_rank: int | None = None,
+                        master_addr: str | None = None, master_port: int | None = None,
+                        deepspeed: bool = False) -> tuple[list[str], dict[str, str]]:
+    """argv and the environment updates for `llamafactory-cli train yaml_path`.
+
+    num_gpus: processes per node (0 = CPU, one process). With more than one process in all, or with
+    DeepSpeed (LLaMA-Factory refuses it outside torchrun), FORCE_TORCHRUN=1 makes llamafactory-cli
+    start torchrun with NPROC_PER_NODE / NNODES / NODE_RANK / MASTER_ADDR / MASTER_PORT. Multi-node
+    values come from the arguments, else from this process's environment.
+    """
+    if " " in str(yaml_path):
+        # llamafactory-cli re-joins its arguments with spaces and splits them for torchrun.
+        raise ValueError(f"{yaml_path}: LLaMA-Factory's launcher splits paths at spaces; use a run "
+                         f"folder without spaces.")
+    argv = [*llamafactory_cli(), "train", str(yaml_path)]
+    env = {
+        "DISABLE_VERSION_CHECK": "1",  # the GPU machines carry other transformers versions (DESIGN.md §5)
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "WANDB_DISABLED": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+        # torchrun is looked up on PATH by llamafactory-cli: take the one beside this interpreter.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    if num_gpus > 0:
+        # Also for one GPU: on a machine with more visible GPUs llamafactory-cli would use them all.
+        env["NPROC_PER_NODE"] = str(num_gpus)
+    if max(1, num_gpus) * nnodes > 1 or deepspeed:
+        env["FORCE_TORCHRUN"] = "1"
+    if nnodes > 1:
+        node_rank = node_rank if node_rank is not None else os.environ.get("NODE_RANK")
+        master_addr = master_addr or os.environ.get("MASTER_ADDR")
+        master_port = master_port or os.environ.get("MASTER_PORT") or 29500  # torchrun's default
+        if node_rank is None or not master_addr:
+            raise ValueError(f"train.nnodes={nnodes}: set NODE_RANK (0..{nnodes - 1}) and MASTER_ADDR (node 0's "
+                             f"address) in each node's environment, e.g. NODE_RANK=1 MASTER_ADDR=10.0.0.1.")
+        env.update(NNODES=str(nnodes), NODE_RANK=str(node_rank), MASTER_ADDR=str(master_addr),
+                   MASTER_PORT=str(master_port))
+    elif master_port:
+        env["MASTER_PORT"] = str(master_port)
+    return argv, env
+
+
+def subprocess_env(updates: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PARENT_DIST_VARS}
+    env.update(updates)
+    return env
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _step(path: Path) -> int:
+    match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(match.group(1)) if match else -1
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The complete `checkpoint-N` with the largest N (by number, not modification time).
+
+    transformers writes trainer_state.json last into a checkpoint, so a folder without it was cut
+    off mid-save and is skipped.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    found = sorted((p for p in output_dir.iterdir() if p.is_dir() and _step(p) >= 0), key=_step, reverse=True)
+    for ckpt in found:
+        if (ckpt / "trainer_state.json").is_file():
+            return ckpt
+        log.warning("%s is incomplete (no trainer_state.json; killed while saving): not resuming from it", ckpt)
+    return None
+
+
+def check_output(output_dir: str | Path, finetuning_type: str, log_path: str | Path | None = None) -> Path:
+    """Raise unless output_dir holds a LoRA adapter (lora) or a full model (full)."""
+    output_dir = Path(output_dir)
+    where = f"; see {log_path}" if log_path else ""
+    if finetuning_type == "lora":
+        weights = [output_dir / "adapter_model.safetensors", output_dir / "adapter_model.bin"]
+        if not (output_dir / "adapter_config.json").is_file() or not any(p.is_file() for p in weights):
+            raise RuntimeError(f"training ended without an adapter: {output_dir} lacks adapter_config.json "
+                               f"and adapter_model.safetensors{where}")
+    else:
+        has_weights = any(output_dir.glob("*.safetensors")) or any(output_dir.glob("pytorch_model*.bin"))
+        if not (output_dir / "config.json").is_file() or not has_weights:
+            raise RuntimeError(f"training ended without a model: {output_dir} lacks config.json and "
+                               f"*.safetensors{where}")
+    return output_dir
+
+
+def read_train_summary(output_dir: str | Path) -> dict[str, Any]:
+    """Final loss, steps and runtime from LLaMA-Factory's all_results.json, trainer_state.json and
+    trainer_log.jsonl (whichever exist)."""
+    output_dir = Path(output_dir)
+    summary: dict[str, Any] = {"train_loss": None, "final_loss": None, "global_step": None,
+                               "total_steps": None, "epoch": None, "runtime_s": None}
+    results = output_dir / "all_results.json"
+    if results.is_file():
+        r = read_json(results)
+        summary.update(train_loss=r.get("train_loss"), runtime_s=r.get("train_runtime"), epoch=r.get("epoch"))
+    state = output_dir / "trainer_state.json"
+    if state.is_file():
+        s = read_json(state)
+        summary["global_step"] = s.get("global_step")
+        summary["total_steps"] = s.get("max_steps")
+        losses = [h["loss"] for h in s.get("log_history", []) if "loss" in h]
+        if losses:
+            summary["final_loss"] = losses[-1]
+    trainer_log = output_dir / "trainer_log.jsonl"
+    if trainer_log.is_file():
+        for line in trainer_log.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if entry.get("loss") is not None:
+                summary["final_loss"] = entry["loss"]
+            summary["global_step"] = summary["global_step"] or entry.get("current_steps")
+            summary["total_steps"] = summary["total_steps"] or entry.get("total_steps")
+    if summary["train_loss"] is None:
+        summary["train_loss"] = summary["final_loss"]
+    return summary
+
+
+def train_done(iter_dir: str | Path) -> dict | None:
+    """The record of a finished training in iter_dir, or None."""
+    path = Path(iter_dir) / DONE_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def starting_point(cfg: TrainConfig, base_model: str | Path,
+                   previous: str | Path | None) -> tuple[str, str | None]:
+    """(model_path, adapter_name_or_path) to train from. R3V trains a fresh LoRA on the base model
+    each iteration; with continue_from_previous, LoRA keeps training the previous adapter and full
+    fine-tuning starts from the previous model."""
+    if not cfg.continue_from_previous or previous is None:
+        return str(base_model), None
+    if cfg.finetuning_type == "lora":
+        return str(base_model), str(previous)
+    return str(previous), None
+
+
+# --------------------------------------------------------------------------- training
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, dataset_name: str,
+          iter_dir: str | Path, seed: int, image_min_pixels: int, image_max_pixels: int,
+          adapter_name_or_path: str | Path | None = None, output_dir: str | Path | None = None,
+          node_rank: int | None = None, master_addr: str | None = None,
+          master_port: int | None = None) -> Path:
+    """Train on `dataset_name` from `dataset_dir`; return the folder with the adapter (or full model).
+
+    Idempotent: a finished training (train_done.json) is skipped; one killed after saving its model
+    is recorded; one killed mid-way resumes from its newest complete checkpoint.
+    """
+    iter_dir = Path(iter_dir).resolve()
+    output_dir = Path(output_dir).resolve() if output_dir else iter_dir / MODEL_DIR
+    yaml_path, log_path = iter_dir / CONFIG_FILE, iter_dir / LOG_FILE
+    if node_rank is None:
+        node_rank = int(os.environ.get("NODE_RANK", "0")) if cfg.nnodes > 1 else 0
+    main_node = node_rank == 0
+
+    done = train_done(iter_dir)
+    if done is not None:
+        check_output(output_dir, cfg.finetuning_type, log_path)
+        log.info("training already done (%s): train loss %s; skipping", iter_dir / DONE_FILE, done.get("train_loss"))
+        return output_dir
+
+    gpus = visible_gpus()
+    if cfg.num_gpus > gpus:
+        raise ValueError(f"train.num_gpus={cfg.num_gpus} but {gpus} GPU(s) are visible; lower it or "
+                         f"set CUDA_VISIBLE_DEVICES.")
+    num_gpus = cfg.num_gpus or gpus
+    args = render_sft_config(cfg, model_path=model_path, dataset_dir=dataset_dir, dataset_name=dataset_name,
+                             output_dir=output_dir, num_gpus=num_gpus, seed=seed,
+                             image_min_pixels=image_min_pixels, image_max_pixels=image_max_pixels,
+                             adapter_name_or_path=adapter_name_or_path, on_gpu=gpus > 0)
+
+    if main_node and (output_dir / "all_results.json").is_file():
+        # Killed after LLaMA-Factory saved the model and its results, before train_done.json.
+        log.info("%s holds a finished training; recording it", output_dir)
+        return _finish(cfg, output_dir, iter_dir, yaml_path, log_path)
+    resume = latest_checkpoint(output_dir)
+    if resume is not None and "resume_from_checkpoint" not in cfg.overrides:
+        log.info("resuming the killed training from %s", resume)
+        args["resume_from_checkpoint"] = str(resume)
+    elif resume is None and main_node and output_dir.is_dir() and any(output_dir.iterdir()):
+        # Killed before its first checkpoint: nothing to resume, and LLaMA-Factory refuses an output
+        # folder that already holds model files.
+        log.warning("%s holds a training killed before its first checkpoint; starting it again", output_dir)
+        shutil.rmtree(output_dir)
+
+    write_sft_config(args, yaml_path)
+    argv, env = build_train_command(yaml_path, num_gpus, cfg.nnodes, node_rank, master_addr, master_port,
+                                    deepspeed=bool(args.get("deepspeed")))
+    log.info("training %s on %s/%s: %s processes, accumulation %d, lr %g, %s epochs%s (log: %s)",
+             cfg.finetuning_type, dataset_dir, dataset_name, max(1, num_gpus) * cfg.nnodes,
+             args["gradient_accumulation_steps"], args["learning_rate"], args["num_train_epochs"],
+             f", max_steps {args['max_steps']}" if args.get("max_steps") else "", log_path)
+    started = time.time()
+    with log_path.open("a", encoding="utf-8") as f:
+        f.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n")
+    run_logged(argv, log_path, env=subprocess_env(env))  # raises CommandError with the log's tail
+    log.info("training took %.0f s", time.time() - started)
+    if not main_node:
+        return output_dir  # global rank 0 (node 0) writes the model and train_done.json
+    return _finish(cfg, output_dir, iter_dir, yaml_path, log_path)
+
+
+def _finish(cfg: TrainConfig, output_dir: Path, iter_dir: Path, yaml_path: Path, log_path: Path) -> Path:
+    check_output(output_dir, cfg.finetuning_type, log_path)
+    summary = read_train_summary(output_dir)
+    # The final model sits at the top of output_dir; the checkpoints only served resuming (a full
+    # 7B one carries ~90 GB of optimizer state).
+    for ckpt in output_dir.glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+    record = {"output_dir": str(output_dir), "finetuning_type": cfg.finetuning_type, **summary,
+              "config": str(yaml_path), "log": str(log_path),
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_json(iter_dir / DONE_FILE, record)  # last: marks the step finished
+    log.info("trained: %s (train loss %s, %s steps)", output_dir, summary["train_loss"], summary["global_step"])
+    return output_dir
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@dataclass
+class SFTConfig:
+    """python -m train.sft: one LLaMA-Factory SFT run on a written dataset."""
+
+    dataset_dir: str = _f("", "Folder with dataset_info.json (data_gen.llamafactory.write_dataset).")
+    dataset_name: str = _f("", "Dataset name registered in dataset_info.json.")
+    out_dir: str = _f("", "Folder for sft.yaml, train.log, model/ and train_done.json.")
+    adapter: str = _f("", "A LoRA adapter to keep training (empty = a fresh adapter).")
+    seed: int = _f(42, "Training seed.")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def main(cfg: SFTConfig) -> Path:
+    missing = [k for k in ("dataset_dir", "dataset_name", "out_dir") if not getattr(cfg, k)]
+    if missing:
+        raise SystemExit(f"train.sft: give {', '.join('--' + k for k in missing)} (see --help).")
+    return train(cfg.train, model_path=cfg.model.base_model, dataset_dir=cfg.dataset_dir,
+                 dataset_name=cfg.dataset_name, iter_dir=cfg.out_dir, seed=cfg.seed,
+                 image_min_pixels=cfg.model.min_pixels, image_max_pixels=cfg.model.max_pixels,
+                 adapter_name_or_path=cfg.adapter or None)
+
+
+if __name__ == "__main__":
+    main(parse_args(SFTConfig, prog="-m train.sft", doc=__doc__).config)
