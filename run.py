@@ -40,6 +40,7 @@ from eval.report import plot_lines, write_table
 from eval.select import select_items
 from infer.model import ModelError, check_model_dir
 from infer.sample import Item, cot_items, sample_items
+from train.sft import DONE_FILE, MODEL_DIR
 
 log = get_logger("run")
 
@@ -121,9 +122,8 @@ def stage_seconds(run: Run, k: int) -> dict[str, float]:
 def model_for(run: Run, k: int) -> str | None:
     """The checkpoint that iteration k samples with (None = the base model)."""
     if k == 0:
-        warm = run.dir / "warmup" / "checkpoint"
-        return str(warm) if run.cfg.warmup.enabled else None
-    return str(run.iter_dir(k) / "checkpoint")
+        return str(run.dir / "warmup" / MODEL_DIR) if run.cfg.warmup.enabled else None
+    return str(run.iter_dir(k) / MODEL_DIR)
 
 
 def sample(run: Run, k: int, items: list[Item], out: Path, *, greedy: bool = False) -> None:
@@ -158,15 +158,15 @@ def build_iteration_mix(run: Run, k: int) -> None:
     atomic_write_json(data_dir / "mix_stats.json", stats)  # written last: the step's final file
 
 
-def train_iteration(run: Run, k: int, data_dir: Path, dataset: str, out_dir: Path) -> None:
-    from train.sft import train
+def train_iteration(run: Run, k: int, work_dir: Path, dataset: str) -> None:
+    """Train iteration k's model into work_dir/model (a fresh LoRA on the base model, as in R3V)."""
+    from train.sft import starting_point, train
 
-    previous = None
-    if run.cfg.train.continue_from_previous and k > 1:
-        previous = str(run.iter_dir(k - 1) / "checkpoint")
-    train(run.cfg.train, model_path=run.cfg.model.base_model, dataset_dir=data_dir, dataset_name=dataset,
-          output_dir=out_dir, seed=run.cfg.seed, image_min_pixels=run.cfg.model.min_pixels,
-          image_max_pixels=run.cfg.model.max_pixels, previous=previous)
+    previous = model_for(run, k - 1) if k >= 1 else None
+    model_path, adapter = starting_point(run.cfg.train, run.cfg.model.base_model, previous)
+    train(run.cfg.train, model_path=model_path, dataset_dir=work_dir / "sft_data", dataset_name=dataset,
+          iter_dir=work_dir, seed=run.cfg.seed, image_min_pixels=run.cfg.model.min_pixels,
+          image_max_pixels=run.cfg.model.max_pixels, adapter_name_or_path=adapter)
 
 
 def run_warmup(run: Run) -> None:
@@ -174,8 +174,7 @@ def run_warmup(run: Run) -> None:
     items = warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
     step(run, "warmup/data", wdir / "sft_data" / "r3v_warmup.json",
          lambda: write_dataset(items, wdir / "sft_data", "r3v_warmup"))
-    step(run, "warmup/train", wdir / "checkpoint" / "train_done.json",
-         lambda: train_iteration(run, 0, wdir / "sft_data", "r3v_warmup", wdir / "checkpoint"))
+    step(run, "warmup/train", wdir / DONE_FILE, lambda: train_iteration(run, -1, wdir, "r3v_warmup"))
 
 
 def run_iteration(run: Run, k: int) -> dict:
@@ -183,8 +182,7 @@ def run_iteration(run: Run, k: int) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     if k >= 1:
         step(run, f"iter{k}/mix", d / "sft_data" / "mix_stats.json", lambda: build_iteration_mix(run, k))
-        step(run, f"iter{k}/train", d / "checkpoint" / "train_done.json",
-             lambda: train_iteration(run, k, d / "sft_data", f"r3v_iter{k}", d / "checkpoint"))
+        step(run, f"iter{k}/train", d / DONE_FILE, lambda: train_iteration(run, k, d, f"r3v_iter{k}"))
     if k < cfg.total_iters or cfg.sample_last_train:
         # Iteration 0 asks the untrained model for the short "Answer: X" format (REFERENCE.md §2);
         # later iterations use the CoT prompt they were trained on.
@@ -205,7 +203,7 @@ def run_iteration(run: Run, k: int) -> dict:
     stats = d / "sft_data" / "mix_stats.json"
     if stats.is_file():
         metrics["mix"] = read_json(stats)["kinds"]
-    train_done = d / "checkpoint" / "train_done.json"
+    train_done = d / DONE_FILE
     if train_done.is_file():
         metrics["train"] = read_json(train_done)
     metrics["seconds"] = stage_seconds(run, k)
@@ -246,7 +244,6 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
         all_metrics.append(run_iteration(run, k))
         table = write_report(run, all_metrics)
         log.info("\n%s", table)
-    print(table)
     log.info("done: %s (table %s, plot %s)", run_dir, run_dir / "metrics.md", run_dir / "metrics.png")
     return all_metrics
 

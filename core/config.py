@@ -163,6 +163,31 @@ class RunConfig:
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
 
+@dataclass
+class ScalingConfig:
+    """Test-time self-selection scaling (self_select_scaling.py)."""
+
+    ckpt_dir: str = _f("", "Checkpoint to evaluate: a LLaMA-Factory LoRA output folder or a full model "
+                       "folder (e.g. outputs/<run>/iter_3/model). Empty = the base model.")
+    out: str = _f("", "Output folder (default: <run folder of ckpt_dir>/scaling, or outputs/scaling-<name>).")
+    seed: int = _f(42, "Seed for sampling, candidate shuffles and subset draws.")
+    max_select_num: int = _f(6, "Largest number of candidates N the model selects among.")
+    num_test_samples: int = _f(10, "M: samples per test question (M >= max_select_num).")
+    num_subsets: int = _f(3, "Random N-subsets of the M samples averaged per N (all subsets when "
+                          "there are no more than this many).")
+    train_select_mix: bool = _f(False, "First train the mixed-N select model (select items with "
+                                "N in 2..max_select_num) from the run's train-sample pool, as the "
+                                "reference did; it is then the model evaluated.")
+    run_dir: str = _f("", "Self-training run folder whose train samples feed train_select_mix "
+                      "(default: found from ckpt_dir).")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
 # The seed's flags (SEED.md) mapped to their dotted keys.
 ALIASES = {
     "base_model": "model.base_model",

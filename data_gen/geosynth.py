@@ -25,9 +25,10 @@ Determinism and independence from the set size:
 - a problem's numbers (family, variant, values) are hashed to a fixed split, so a test problem never
   appears in train with the same numbers, for any seed.
 
-Difficulty 1..3 widens the number range (angles in steps of 10°, 5°, 1°), unlocks two-step variants
-(a bisector, a perpendicular, a derived side) from level 2, and moves distractors from conceptual
-slips (the supplement, forgetting to halve) toward near misses (one step off).
+Difficulty 1..3 widens the number range (pairs of given angles in steps of 5° at level 1; larger
+Pythagorean triples, sides and ratios), unlocks two-step variants (a bisector, a perpendicular, a
+derived side) from level 2, and moves distractors from conceptual slips (the supplement, forgetting
+to halve) toward near misses (10° off at level 1, 1° off at level 3).
 
 With `image_only`, one value the solution needs is only drawn in the figure: the question says "As
 shown in the figure" and omits it, and the gold rationale starts by reading it off the figure.
@@ -40,9 +41,10 @@ import math
 import random
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -118,6 +120,16 @@ def _pick(rng: random.Random, lo: int, hi: int, step: int) -> int:
 # ----------------------------------------------------------------------------------------------
 # Figures and drafts
 
+class Side(NamedTuple):
+    """A length label beside segment pq, on the side away from `away` (default: the figure's centre)."""
+
+    p: str
+    q: str
+    label: str
+    away: str = ""
+    at: float = 0.5  # where along pq, from p
+
+
 @dataclass
 class Figure:
     """What to draw. Angles are (ray end, vertex, ray end, label); label "" draws the arc only."""
@@ -128,7 +140,7 @@ class Figure:
     circles: list[tuple[str, float]] = field(default_factory=list)  # (centre point, radius)
     angles: list[tuple[str, str, str, str]] = field(default_factory=list)
     rights: list[tuple[str, str, str]] = field(default_factory=list)  # right-angle squares
-    sides: list[tuple[str, str, str, str]] = field(default_factory=list)  # (p, q, label, away-from point or "")
+    sides: list[Side] = field(default_factory=list)
     ticks: list[tuple[str, str]] = field(default_factory=list)  # equal-length marks
 
     def transform(self, rng: random.Random, max_rotation: float, flip: bool = True) -> None:
@@ -433,7 +445,7 @@ PRIMITIVE_TRIPLES = [(3, 4, 5), (5, 12, 13), (8, 15, 17), (7, 24, 25), (20, 21, 
 
 def _triples(d: int) -> list[tuple[int, int, int]]:
     """Pythagorean triples per difficulty: small multiples of 3-4-5 first, larger primitives later."""
-    primitives, largest = {1: (PRIMITIVE_TRIPLES[:3], 20), 2: (PRIMITIVE_TRIPLES[:4], 50),
+    primitives, largest = {1: (PRIMITIVE_TRIPLES[:4], 50), 2: (PRIMITIVE_TRIPLES[:5], 75),
                            3: (PRIMITIVE_TRIPLES, 100)}[d]
     return [(a * k, b * k, c * k) for a, b, c in primitives for k in range(1, 21) if c * k <= largest]
 
@@ -452,36 +464,37 @@ def _pythagoras(rng: random.Random, d: int, image_only: bool) -> Draft:
     context = ["in Rt△ABC", "∠C = 90°"]
     key = (variant, a, b)
     if variant == "hypotenuse":
-        fig.sides += [("A", "C", str(b), ""), ("B", "C", str(a), ""), ("A", "B", "?", "")]
+        fig.sides += [Side("A", "C", str(b)), Side("B", "C", str(a)), Side("A", "B", "?")]
         return Draft(variant, context, [f"AC = {b}", f"BC = {a}"], "then the length of AB is ()",
                      ["By the Pythagorean theorem, AB² = AC² + BC².",
                       f"AB² = {b}² + {a}² = {b * b} + {a * a} = {c * c}, so AB = {c}."],
-                     c, "", [a + b, c + 1, c - 1, c + 2, a + b - 1], fig, key, upper=None, max_rotation=30)
-    fig.sides += [("A", "C", str(b), ""), ("A", "B", str(c), "")]
+                     c, "", [a + b, c * c, abs(a - b), 2 * c], fig, key, upper=None, max_rotation=30)
+    fig.sides += [Side("A", "C", str(b)), Side("A", "B", str(c))]
     givens = [f"AB = {c}", f"AC = {b}"]
     leg = [f"By the Pythagorean theorem, BC² = AB² - AC² = {c}² - {b}² = {c * c - b * b}, so BC = {a}."]
     if variant == "leg":
-        fig.sides.append(("B", "C", "?", ""))
+        fig.sides.append(Side("B", "C", "?"))
         return Draft(variant, context, givens, "then the length of BC is ()",
                      ["By the Pythagorean theorem, BC² = AB² - AC².",
                       f"BC² = {c}² - {b}² = {c * c} - {b * b} = {a * a}, so BC = {a}."],
-                     a, "", [c - b, a + 1, a - 1, b, c + b], fig, key, upper=None, max_rotation=30)
+                     a, "", [c - b, c + b, a * a, b], fig, key, upper=None, max_rotation=30)
     if variant == "perimeter":
         p = a + b + c
         return Draft(variant, context, givens, "then the perimeter of △ABC is ()",
                      leg + [f"The perimeter is AB + AC + BC = {c} + {b} + {a} = {p}."],
-                     p, "", [b + c, p + 1, p - 1, 2 * c + b, b + c + (c - b)], fig, key, upper=None,
+                     p, "", [b + c, a * b / 2, 2 * c + b, 2 * (b + c)], fig, key, upper=None,
                      max_rotation=30)
     area = a * b // 2  # one leg of every Pythagorean triple is even
     return Draft(variant, context, givens, "then the area of △ABC is ()",
                  leg + [f"The area is AC × BC ÷ 2 = {b} × {a} ÷ 2 = {area}."],
-                 area, "", [a * b, b * c / 2, area + 1, area - 1, b * c], fig, key, upper=None, max_rotation=30)
+                 area, "", [a * b, b * c / 2, b * c, a + b + c], fig, key, upper=None, max_rotation=30)
 
 
 @_family("inscribed_angle")
 def _inscribed(rng: random.Random, d: int, image_only: bool) -> Draft:
     variant = _variant(rng, {"central_to_inscribed": 1, "inscribed_to_central": 1, "isosceles_oab": 2,
                              "diameter": 2}, d)
+    near = NEAR_STEP[d]
     R = 2.5
     O = (0.0, 0.0)
     if variant == "diameter":
@@ -495,7 +508,7 @@ def _inscribed(rng: random.Random, d: int, image_only: bool) -> Draft:
                      "then the degree of ∠BAC is ()",
                      ["Since AB is a diameter, the inscribed angle ∠ACB = 90°.",
                       f"So ∠BAC = 90° - ∠ABC = 90° - {y}° = {90 - y}°."],
-                     90 - y, "°", [y, 180 - y, 2 * y, 90 + y, 180 - 2 * y], fig, (variant, y), s, max_rotation=30)
+                     90 - y, "°", [y, 180 - y, 2 * y, 90 + y, 180 - 2 * y], fig, (variant, y), near, max_rotation=30)
     if variant == "isosceles_oab":
         y = rng.randint(15, 70)  # ∠OAB
         x = 90 - y
@@ -514,13 +527,13 @@ def _inscribed(rng: random.Random, d: int, image_only: bool) -> Draft:
         return Draft(variant, context, [f"∠AOB = {2 * x}°"], "then the degree of ∠ACB is ()",
                      ["∠ACB is an inscribed angle and ∠AOB is the central angle on the same arc AB.",
                       f"So ∠ACB = ∠AOB ÷ 2 = {2 * x}° ÷ 2 = {x}°."],
-                     x, "°", [2 * x, 180 - x, 90 - x, x / 2, 180 - 2 * x], fig, (variant, x), s, max_rotation=30)
+                     x, "°", [2 * x, 180 - x, 90 - x, x / 2, 180 - 2 * x], fig, (variant, x), near, max_rotation=30)
     if variant == "inscribed_to_central":
         fig.angles += [("A", "C", "B", f"{x}°"), ("A", "O", "B", "?")]
         return Draft(variant, context, [f"∠ACB = {x}°"], "then the degree of ∠AOB is ()",
                      ["∠AOB is the central angle and ∠ACB the inscribed angle on the same arc AB.",
                       f"So ∠AOB = 2 × ∠ACB = 2 × {x}° = {2 * x}°."],
-                     2 * x, "°", [x, 180 - x, 180 - 2 * x, x / 2, 90 + x], fig, (variant, x), s, max_rotation=30)
+                     2 * x, "°", [x, 180 - x, 180 - 2 * x, x / 2, 90 + x], fig, (variant, x), near, max_rotation=30)
     fig.segments.append(("A", "B"))
     fig.angles += [("O", "A", "B", f"{y}°"), ("A", "C", "B", "?")]
     _check(_angle(O, A, B), y, "∠OAB")
@@ -528,7 +541,7 @@ def _inscribed(rng: random.Random, d: int, image_only: bool) -> Draft:
                  [f"OA = OB, so ∠OBA = ∠OAB = {y}°.",
                   f"So ∠AOB = 180° - 2 × {y}° = {180 - 2 * y}°.",
                   f"The inscribed angle ∠ACB = ∠AOB ÷ 2 = {180 - 2 * y}° ÷ 2 = {x}°."],
-                 x, "°", [180 - 2 * y, y, 180 - y, 90 + y, x / 2], fig, (variant, y), s, max_rotation=30)
+                 x, "°", [180 - 2 * y, y, 180 - y, 90 + y, x / 2], fig, (variant, y), near, max_rotation=30)
 
 
 # (height, horizontal offset of the slanted side, slanted side): integer sides for the parallelogram.
@@ -554,7 +567,7 @@ def _area_perimeter(rng: random.Random, d: int, image_only: bool) -> Draft:
         pts = {"A": (0.0, float(h)), "B": (0.0, 0.0), "C": (float(w), 0.0), "D": (float(w), float(h))}
         fig = Figure(pts, segments=[("A", "B"), ("B", "C"), ("C", "D"), ("D", "A")], rights=[("A", "B", "C")])
         _check(_dist(pts["A"], pts["B"]) * _dist(pts["B"], pts["C"]), w * h, "the rectangle's area")
-        fig.sides.append(("A", "B", str(h), ""))
+        fig.sides.append(Side("A", "B", str(h)))
         if variant == "rect_area_from_perimeter":
             p = 2 * (w + h)
             return Draft(variant, [f"the perimeter of rectangle ABCD is {p}"], [f"AB = {h}"],
@@ -563,7 +576,7 @@ def _area_perimeter(rng: random.Random, d: int, image_only: bool) -> Draft:
                           f"So the area = AB × BC = {h} × {w} = {w * h}."],
                          w * h, "", [h * (p // 2), h * (p - h), p, w * h + h, (w + 1) * h], fig,
                          (variant, w, h), upper=None)
-        fig.sides.append(("B", "C", str(w), ""))
+        fig.sides.append(Side("B", "C", str(w)))
         givens = [f"AB = {h}", f"BC = {w}"]
         if variant == "rect_area":
             return Draft(variant, [], givens, "then the area of rectangle ABCD is ()",
@@ -586,8 +599,9 @@ def _area_perimeter(rng: random.Random, d: int, image_only: bool) -> Draft:
     pts = {"A": A, "B": (0.0, 0.0), "C": (float(w), 0.0), "D": (A[0] + w, A[1])}
     fig = Figure(pts, segments=[("A", "B"), ("B", "C"), ("C", "D"), ("D", "A")])
     _check(_dist(pts["A"], pts["B"]), side, "AB")
-    fig.sides += [("A", "B", str(side), ""), ("B", "C", str(w), "")]
+    fig.sides.append(Side("A", "B", str(side)))
     if variant == "para_perimeter":
+        fig.sides.append(Side("B", "C", str(w)))
         return Draft(variant, ["in parallelogram ABCD"], [f"AB = {side}", f"BC = {w}"],
                      "then the perimeter of parallelogram ABCD is ()",
                      ["Opposite sides of a parallelogram are equal: CD = AB and AD = BC.",
@@ -598,7 +612,9 @@ def _area_perimeter(rng: random.Random, d: int, image_only: bool) -> Draft:
     fig.points["E"] = E
     fig.dashed.append(("A", "E"))
     fig.rights.append(("A", "E", "C"))
-    fig.sides.append(("A", "E", str(height), "B"))  # label AE on the side away from the slanted AB
+    fig.sides.append(Side("A", "E", str(height), away="B"))  # away from the slanted AB
+    # BC's label goes in the middle of the longer of BE and EC, clear of E's letter.
+    fig.sides.append(Side("B", "C", str(w), at=offset / (2 * w) if 2 * offset > w else (offset + w) / (2 * w)))
     _check(_angle(A, E, pts["C"]), 90, "∠AEC")
     return Draft(variant, ["in parallelogram ABCD", f"AB = {side}", "AE ⊥ BC at E"],
                  [f"BC = {w}", f"AE = {height}"], "then the area of parallelogram ABCD is ()",
@@ -611,7 +627,7 @@ def _area_perimeter(rng: random.Random, d: int, image_only: bool) -> Draft:
 SIMILAR_RATIOS = {1: [(1, 2), (1, 3), (2, 3)],
                   2: [(1, 2), (1, 3), (2, 3), (3, 4), (2, 5), (3, 5)],
                   3: [(1, 2), (1, 3), (2, 3), (3, 4), (2, 5), (3, 5), (3, 7), (4, 7), (5, 8), (3, 8)]}
-SIMILAR_UNITS = {1: (1, 4), 2: (1, 5), 3: (2, 6)}
+SIMILAR_UNITS = {1: (1, 5), 2: (1, 6), 3: (2, 8)}
 
 
 @_family("similar_triangles")
@@ -633,7 +649,7 @@ def _similar(rng: random.Random, d: int, image_only: bool) -> Draft:
     labels = {"AD": str(ad), "DB": str(db), "DE": str(de), "BC": str(bc)}
     asked = {"find_bc": "BC", "find_de": "DE", "find_db": "DB"}[variant]
     labels[asked] = "?"
-    fig.sides += [(name[0], name[1], text, "") for name, text in labels.items()]
+    fig.sides += [Side(name[0], name[1], text) for name, text in labels.items()]
     context = ["in △ABC", "D and E are on AB and AC", "DE ∥ BC"]
     similar = "Since DE ∥ BC, △ADE ∽ △ABC, so AD : AB = DE : BC."
     key = (variant, m, n, u, v)
@@ -641,16 +657,16 @@ def _similar(rng: random.Random, d: int, image_only: bool) -> Draft:
         return Draft(variant, context, [f"AD = {ad}", f"DB = {db}", f"DE = {de}"], "then the length of BC is ()",
                      [similar, f"AB = AD + DB = {ad} + {db} = {ab}.",
                       f"So BC = DE × AB ÷ AD = {de} × {ab} ÷ {ad} = {bc}."],
-                     bc, "", [de + db, de * db / ad, de * ab / db, 2 * de, bc + 1], fig, key, upper=None)
+                     bc, "", [de + db, de * db / ad, de * ab / db, 2 * de, bc - ad], fig, key, upper=None)
     if variant == "find_de":
         return Draft(variant, context, [f"AD = {ad}", f"DB = {db}", f"BC = {bc}"], "then the length of DE is ()",
                      [similar, f"AB = AD + DB = {ad} + {db} = {ab}.",
                       f"So DE = BC × AD ÷ AB = {bc} × {ad} ÷ {ab} = {de}."],
-                     de, "", [bc - db, bc * ad / db, bc * db / ab, bc / 2, de + 1], fig, key, upper=None)
+                     de, "", [bc - db, bc * ad / db, bc * db / ab, bc / 2, bc - ad], fig, key, upper=None)
     return Draft(variant, context, [f"AD = {ad}", f"DE = {de}", f"BC = {bc}"], "then the length of DB is ()",
                  [similar, f"So AB = AD × BC ÷ DE = {ad} × {bc} ÷ {de} = {ab}.",
                   f"DB = AB - AD = {ab} - {ad} = {db}."],
-                 db, "", [ab, bc - de, ad * de / bc, db + 1, ad], fig, key, upper=None)
+                 db, "", [ab, bc - de, ad * de / bc, ad, ab + ad], fig, key, upper=None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -813,9 +829,9 @@ def render(fig: Figure, size: int = IMAGE_SIZE) -> Image.Image:
 
     cx = sum(x for x, _ in P.values()) / len(P)
     cy = sum(y for _, y in P.values()) / len(P)
-    for p, q, label, away in fig.sides:
+    for p, q, label, away, at in fig.sides:
         (x0, y0), (x1, y1) = P[p], P[q]
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        mx, my = x0 + (x1 - x0) * at, y0 + (y1 - y0) * at
         nx, ny = _unit(-(y1 - y0), x1 - x0)
         fx, fy = P[away] if away else (cx, cy)
         if nx * (fx - mx) + ny * (fy - my) > 0:
@@ -897,11 +913,12 @@ def make_item(seed: int, split: str, index: int, difficulty: int = 1,
 
 
 def _validate_args(num_train: int, num_test: int, seed: int, difficulty: int, image_only_share: float) -> None:
+    for name, value in (("num_train", num_train), ("num_test", num_test), ("seed", seed)):
+        if not isinstance(value, int):
+            raise TypeError(f"geosynth: {name}={value!r}; pass an integer.")
     for name, value in (("num_train", num_train), ("num_test", num_test)):
-        if not isinstance(value, int) or value < 0:
+        if value < 0:
             raise ValueError(f"geosynth: {name}={value!r}; pass a count >= 0.")
-    if not isinstance(seed, int):
-        raise ValueError(f"geosynth: seed={seed!r}; pass an integer.")
     if difficulty not in (1, 2, 3):
         raise ValueError(f"geosynth: difficulty={difficulty!r}; use 1, 2 or 3.")
     if not 0.0 <= image_only_share <= 1.0:

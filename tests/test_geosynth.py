@@ -204,12 +204,14 @@ def test_train_and_test_never_share_a_stated_problem(sets):
 
 
 def test_difficulty_changes_numbers_and_unlocks_variants(sets):
-    def angles(d):
-        return [int(c[:-1]) for _, (_, s) in [(d, sets[d])] for r in s["train"] for c in r["choices"]
-                if c.endswith("°") and c == r["choices"]["ABCD".index(r["answer"])]]
-    assert all(a % 5 == 0 for a in angles(1))  # level 1 angles come in steps of 10° (halves: 5°)
-    assert any(a % 5 for a in angles(3))
-    questions = lambda d: " ".join(r["question"] for r in sets[d][1]["train"])  # noqa: E731
+    def given_angles(d: int) -> list[int]:  # the two angles a triangle-sum problem states
+        return [int(v) for r in sets[d][1]["train"] if r["family"] == "triangle_angle_sum"
+                for v in re.findall(r"∠[AB] = (\d+)°", r["question"])]
+
+    def questions(d: int) -> str:
+        return " ".join(r["question"] for r in sets[d][1]["train"])
+
+    assert all(a % 5 == 0 for a in given_angles(1)) and any(a % 5 for a in given_angles(3))
     for two_step in ("bisects", "⊥ AC", "diameter"):
         assert two_step not in questions(1) and two_step in questions(3), two_step
 
@@ -227,7 +229,7 @@ def test_loads_through_the_geoqa_loader(sets):
 # Determinism
 
 def test_same_arguments_give_the_same_bytes_and_another_seed_differs(tmp_path):
-    args = dict(num_train=24, num_test=8, seed=7, difficulty=2, image_only_share=0.5)
+    args = {"num_train": 24, "num_test": 8, "seed": 7, "difficulty": 2, "image_only_share": 0.5}
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     geosynth.generate(a, **args)
     geosynth.main(["--out", str(b), "--train", "24", "--test", "8", "--seed", "7", "--difficulty", "2",
@@ -263,6 +265,6 @@ def test_meta_is_written_with_counts(sets):
     ({"num_train": -1}, "num_train=-1"),
 ])
 def test_bad_arguments_name_the_value(tmp_path, kwargs, fragment):
-    args = dict(num_train=2, num_test=2, seed=0) | kwargs
+    args = {"num_train": 2, "num_test": 2, "seed": 0} | kwargs
     with pytest.raises(ValueError, match=re.escape(fragment)):
         geosynth.generate(tmp_path, **args)

@@ -157,6 +157,54 @@ def test_latest_checkpoint_by_step_and_complete(tmp_path):
     assert sft.latest_checkpoint(tmp_path).name == "checkpoint-20"  # 100 was cut off mid-save
 
 
+def fake_llamafactory(calls: list[dict]):
+    """Stands in for `llamafactory-cli train`: records the YAML it got, writes what LF writes."""
+    def run(argv, log_path, env=None):
+        args = yaml.safe_load(Path(argv[-1]).read_text())
+        calls.append(args)
+        out = Path(args["output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "adapter_config.json").write_text("{}")
+        (out / "adapter_model.safetensors").write_bytes(b"x")
+        (out / "all_results.json").write_text(json.dumps({"train_loss": 1.5, "train_runtime": 3.0, "epoch": 3.0}))
+        (out / "trainer_log.jsonl").write_text('{"current_steps": 6, "total_steps": 6, "loss": 1.2}\n')
+        Path(log_path).write_text("fake run\n")
+    return run
+
+
+def test_train_resumes_from_the_latest_checkpoint_and_records(tmp_path, monkeypatch):
+    calls: list[dict] = []
+    monkeypatch.setattr(sft, "run_logged", fake_llamafactory(calls))
+    monkeypatch.setattr(sft, "visible_gpus", lambda: 0)
+    iter_dir = tmp_path / "iter2"
+    for step in (3, 6):  # a run killed after two epoch checkpoints
+        (iter_dir / "model" / f"checkpoint-{step}").mkdir(parents=True)
+        (iter_dir / "model" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    run = dict(model_path="/base", dataset_dir=tmp_path, dataset_name="mix", iter_dir=iter_dir, seed=1,
+               image_min_pixels=3136, image_max_pixels=12544)
+    out = sft.train(TrainConfig(), **run)
+    assert calls[0]["resume_from_checkpoint"] == str(iter_dir / "model" / "checkpoint-6")
+    done = sft.train_done(iter_dir)
+    assert (done["train_loss"], done["final_loss"], done["global_step"], done["runtime_s"]) == (1.5, 1.2, 6, 3.0)
+    assert not list(out.glob("checkpoint-*"))  # only served resuming
+    sft.train(TrainConfig(), **run)
+    assert len(calls) == 1  # done: not run again
+
+    # Killed after LLaMA-Factory saved the model, before train_done.json: recorded, not retrained.
+    (iter_dir / "train_done.json").unlink()
+    sft.train(TrainConfig(), **run)
+    assert len(calls) == 1 and sft.train_done(iter_dir)["train_loss"] == 1.5
+
+
+def test_train_refuses_a_missing_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(sft, "run_logged", lambda argv, log_path, env=None: None)  # "succeeds", writes nothing
+    monkeypatch.setattr(sft, "visible_gpus", lambda: 0)
+    with pytest.raises(RuntimeError, match="without an adapter"):
+        sft.train(TrainConfig(), model_path="/base", dataset_dir=tmp_path, dataset_name="mix",
+                  iter_dir=tmp_path / "it", seed=1, image_min_pixels=3136, image_max_pixels=12544)
+    assert sft.train_done(tmp_path / "it") is None
+
+
 # --------------------------------------------------------------------------- real LLaMA-Factory
 
 
@@ -263,9 +311,18 @@ def test_real_training_resume_record_and_export(mix_dataset, tiny_model_dir, tmp
     with torch.no_grad():
         want = PeftModel.from_pretrained(base, out).eval()(input_ids=ids).logits
         got = merged(input_ids=ids).logits
-        plain = want.new_tensor(AutoModelForImageTextToText.from_pretrained(tiny_model_dir)(input_ids=ids).logits)
+        plain = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32)(input_ids=ids).logits
     assert torch.allclose(got, want, atol=2e-2, rtol=2e-2)  # the merge applied the adapter
     assert not torch.allclose(want, plain, atol=1e-4)  # and the adapter changed the model
+
+    # continue_from_previous with LoRA: LLaMA-Factory keeps training the given adapter.
+    model_path, adapter = sft.starting_point(TrainConfig(continue_from_previous=True), tiny_model_dir, out)
+    nxt = sft.train(TrainConfig(**{**FAST, "max_steps": 1}), iter_dir=tmp_path / "iter2",
+                    adapter_name_or_path=adapter, **{**run, "model_path": model_path})
+    assert f"Loaded adapter(s): {out}" in (tmp_path / "iter2" / "train.log").read_text()
+    from safetensors.torch import load_file
+    before, after = load_file(out / "adapter_model.safetensors"), load_file(nxt / "adapter_model.safetensors")
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def test_failed_training_raises_with_log(mix_dataset, tiny_model_dir, tmp_path, cpu_only):
