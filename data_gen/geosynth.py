@@ -960,8 +960,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test", type=int, default=200, help="Number of test problems.")
     parser.add_argument("--seed", type=int, default=0, help="Seed; the same arguments give the same bytes.")
     parser.add_argument("--difficulty", type=int, default=1, choices=(1, 2, 3),
-                        help="1: one-step problems, angles in steps of 10°; 2: two-step variants, steps of 5°; "
-                             "3: steps of 1°, larger numbers, near-miss distractors.")
+                        help="1: one-step problems, small numbers, distractors from typical slips; "
+                             "2: adds two-step variants and larger numbers; 3: largest numbers, "
+                             "distractors mostly 1° or 1 unit off.")
     parser.add_argument("--image_only_share", type=float, default=0.3,
                         help="Fraction of problems where one needed value is given only in the figure.")
     args = parser.parse_args(argv)

@@ -317,7 +317,7 @@ def test_real_training_resume_record_and_export(mix_dataset, tiny_model_dir, tmp
 
     # continue_from_previous with LoRA: LLaMA-Factory keeps training the given adapter.
     model_path, adapter = sft.starting_point(TrainConfig(continue_from_previous=True), tiny_model_dir, out)
-    nxt = sft.train(TrainConfig(**{**FAST, "max_steps": 1}), iter_dir=tmp_path / "iter2",
+    nxt = sft.train(TrainConfig(**FAST), iter_dir=tmp_path / "iter2",
                     adapter_name_or_path=adapter, **{**run, "model_path": model_path})
     assert f"Loaded adapter(s): {out}" in (tmp_path / "iter2" / "train.log").read_text()
     from safetensors.torch import load_file

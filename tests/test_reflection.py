@@ -1,0 +1,160 @@
+"""Reflection mix: filters, per-question caps, newest-first choice, select items, prompts, writer."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from core.config import MixConfig, PromptConfig
+from data_gen import prompts
+from data_gen.llamafactory import to_sharegpt, write_dataset
+from data_gen.problem import Problem
+from data_gen.reflection import build_mix, filter_reason, warmup_items
+
+PCFG = PromptConfig()
+LONG = " because the angles of a triangle add up to one hundred and eighty degrees"  # > 50 chars
+
+
+def problem(i: int, answer: str = "B") -> Problem:
+    return Problem(id=f"p{i}", image=f"/img/p{i}.png", question=f"Question {i}: find x ()",
+                   choices=("10", "20", "30", "40"), answer=answer, rationale=f"x = 20{LONG}.\nAnswer: B")
+
+
+def rec(qid: str, samples: list[tuple[str, str | None, bool, bool]]) -> dict:
+    """samples: (text, extracted answer, correct, truncated)."""
+    return {"id": qid, "predictions": [s[0] for s in samples], "answers": [s[1] for s in samples],
+            "correct": [s[2] for s in samples], "truncated": [s[3] for s in samples],
+            "num_tokens": [10] * len(samples)}
+
+
+def pos(tag: str):
+    return (f"[{tag}] x = 20{LONG}. Answer: B", "B", True, False)
+
+
+def neg(tag: str, letter: str = "C"):
+    return (f"[{tag}] x = 30{LONG}. Answer: {letter}", letter, False, False)
+
+
+@pytest.mark.parametrize("text,answer,truncated,reason", [
+    ("x" * 51 + " Answer: B", "B", False, None),
+    ("short. Answer: B", "B", False, "too short"),
+    ("x" * 50, "B", False, "too short"),                      # the reference: len > 50, not >=
+    ("Answer: B" + "x" * 60, "B", False, "no rationale"),     # starts with "Answer": no rationale
+    ("x" * 80, None, False, "no answer"),
+    ("x" * 80 + " Answer: B", "B", True, "truncated"),        # cut off at max_new_tokens
+], ids=["kept", "short", "exactly-50", "answer-first", "no-answer", "truncated"])
+def test_filters(text, answer, truncated, reason):
+    assert filter_reason(text, answer, truncated, 50) == reason
+
+
+def test_mix_kinds_caps_and_counts():
+    probs = [problem(0), problem(1), problem(2), problem(3)]
+    pool = [(0, [rec("p0", [pos("a"), pos("b"), neg("c")]),         # 2 pos 1 neg
+                 rec("p1", [pos("a"), neg("b"), neg("c", "D")]),    # 1 pos 2 neg
+                 rec("p2", [neg("a"), neg("b"), neg("c")]),          # no positive
+                 rec("p3", [pos("a"), ("tiny. Answer: B", "B", True, False), neg("t", "A")[:3] + (True,)])])]
+    items, stats = build_mix(probs, pool, 1, 0, MixConfig(), PCFG)
+    kinds = Counter(it["kind"] for it in items)
+    assert kinds == {"qa": 4, "cot": 3, "refine": 2, "select": 2}
+    assert stats["kinds"] == {"qa": 4, "cot": 3, "refine": 2, "select": 2}
+    assert stats["candidates"] == {"kept negative": 6, "kept positive": 4, "too short": 1, "truncated": 1}
+    assert stats["questions_with_positive"] == 3
+    # At most one CoT and one refine per question; ids name the question.
+    ids = Counter(it["id"] for it in items)
+    assert all(v == 1 for v in ids.values())
+    selects = {it["id"]: it for it in items if it["kind"] == "select"}
+    assert set(selects) == {"select-p0-2p1n", "select-p1-1p2n"}
+    for it in selects.values():
+        assert it["response"] == "Answer: B"
+        assert it["num_candidates"] == 3
+
+
+def test_newest_iteration_is_preferred_by_index_not_order():
+    probs = [problem(0)]
+    pool = [(1, [rec("p0", [pos("new"), neg("new")])]), (0, [rec("p0", [pos("old"), neg("old")])])]
+    items, _ = build_mix(probs, list(reversed(pool)), 2, 0, MixConfig(), PCFG)
+    cot = next(it for it in items if it["kind"] == "cot")
+    refine = next(it for it in items if it["kind"] == "refine")
+    assert cot["response"].startswith("[new]")
+    assert "Model's Prediction: [new]" in refine["prompt"] and refine["response"].startswith("[new]")
+
+
+def test_prompts_show_choices_in_training_like_at_test_time():
+    p = problem(0)
+    items, _ = build_mix([p], [(0, [rec("p0", [pos("a"), pos("b"), neg("c")])])], 1, 0, MixConfig(), PCFG)
+    cot_prompt = prompts.cot_prompt(p, PCFG)
+    assert "Choices:\n(A) 10\n(B) 20\n(C) 30\n(D) 40" in cot_prompt
+    for it in items:
+        assert "(B) 20" in it["prompt"]
+        if it["kind"] in ("cot", "refine", "select"):
+            assert it["prompt"].startswith(cot_prompt)
+    select = next(it for it in items if it["kind"] == "select")
+    assert re.findall(r"Model's Prediction (\d):", select["prompt"]) == ["1", "2", "3"]
+    assert select["prompt"].endswith(PCFG.select_instruction)
+
+
+def test_select_candidates_are_shuffled_and_seeded():
+    probs = [problem(i) for i in range(40)]
+    pool = [(0, [rec(f"p{i}", [pos(f"{i}a"), pos(f"{i}b"), neg(f"{i}c")]) for i in range(40)])]
+    a, _ = build_mix(probs, pool, 1, 7, MixConfig(), PCFG)
+    b, _ = build_mix(probs, pool, 1, 7, MixConfig(), PCFG)
+    c, _ = build_mix(probs, pool, 1, 8, MixConfig(), PCFG)
+    assert a == b and a != c
+    # Where does the negative sit among the 3 candidates? Shuffled: every position occurs.
+    positions = Counter()
+    for it in a:
+        if it["kind"] == "select":
+            cands = re.findall(r"Model's Prediction (\d): \[\d+(\w)\]", it["prompt"])
+            positions[next(n for n, tag in cands if tag == "c")] += 1
+    assert set(positions) == {"1", "2", "3"}
+
+
+def test_mixed_n_select_items():
+    probs = [problem(0)]
+    pool = [(0, [rec("p0", [pos("a"), pos("b"), pos("c"), neg("d"), neg("e"), neg("f", "A")])])]
+    cfg = MixConfig(select_mixed_n=True, max_select_n=6, select_per_n=2, include_qa=False)
+    items, _ = build_mix(probs, pool, 1, 0, cfg, PCFG)
+    selects = [it for it in items if it["kind"] == "select"]
+    by_n = Counter(it["num_candidates"] for it in selects)
+    assert set(by_n) == {2, 3, 4, 5, 6} and all(v <= 2 for v in by_n.values())
+    for it in selects:
+        texts = re.findall(r"Model's Prediction \d: \[(\w)\]", it["prompt"])
+        assert len(texts) == it["num_candidates"] == len(set(texts))        # no repeated candidate
+        assert any(t in "abc" for t in texts) and any(t in "def" for t in texts)  # >= 1 pos and >= 1 neg
+
+
+def test_disabled_kinds_and_unknown_ids():
+    probs = [problem(0)]
+    pool = [(0, [rec("p0", [pos("a"), pos("b"), neg("c")])])]
+    items, _ = build_mix(probs, pool, 1, 0, MixConfig(include_refine=False, include_select=False), PCFG)
+    assert Counter(it["kind"] for it in items) == {"qa": 1, "cot": 1}
+    with pytest.raises(ValueError, match="ids not in the train set"):
+        build_mix(probs, [(0, [rec("zz", [pos("a")])])], 1, 0, MixConfig(), PCFG)
+
+
+def test_warmup_items_use_gold_rationales():
+    items = warmup_items([problem(0), problem(1)], PCFG, 5, 0)
+    assert len(items) == 2 and all(it["response"].endswith("Answer: B") for it in items)
+    with pytest.raises(ValueError, match="gold rationales"):
+        warmup_items([Problem("q", "/i.png", "q?", ("1", "2"), "A")], PCFG, 5, 0)
+
+
+def test_writer_sharegpt_and_dataset_info(tmp_path):
+    items = [{"kind": "qa", "id": "qa-p0", "image": "/img/p0.png", "prompt": "Q?", "response": "Answer: B"}]
+    path = write_dataset(items, tmp_path / "ds", "mix1")
+    write_dataset(items, tmp_path / "ds", "mix2")
+    data = json.loads(path.read_text())
+    assert data == [{"messages": [{"role": "user", "content": "<image>Q?"},
+                                  {"role": "assistant", "content": "Answer: B"}], "images": ["/img/p0.png"]}]
+    info = json.loads((tmp_path / "ds" / "dataset_info.json").read_text())
+    assert set(info) == {"mix1", "mix2"}  # both registered in the run's own folder
+    assert info["mix1"]["file_name"] == "mix1.json" and info["mix1"]["formatting"] == "sharegpt"
+    assert info["mix1"]["columns"] == {"messages": "messages", "images": "images"}
+
+
+def test_writer_rejects_stray_image_tokens_and_empty_mix(tmp_path):
+    with pytest.raises(ValueError, match="already contains '<image>'"):
+        to_sharegpt({"id": "x", "image": "/i.png", "prompt": "see <image>", "response": "A"})
+    with pytest.raises(ValueError, match="no items"):
+        write_dataset([], tmp_path, "empty")
