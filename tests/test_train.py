@@ -4,6 +4,8 @@ tiny model (with resume, failure and LoRA export), and LLaMA-Factory's own data 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,8 @@ from train.export import export_merged
 RENDER = dict(model_path="/models/base", dataset_dir="/data", dataset_name="mix", output_dir="/out",
               seed=7, image_min_pixels=3136, image_max_pixels=401408)
 TINY_PIXELS = dict(image_min_pixels=56 * 56, image_max_pixels=112 * 112)  # infer/build_model.py TINY_PIXELS
-# Settings that keep the real CPU run to seconds: one optimizer step per micro-batch, two steps.
+# Settings that keep the real CPU run to seconds: one optimizer step per micro-batch, two steps (the
+# first has lr 0: it is the warm-up step), and an lr large enough to move the adapter visibly.
 FAST = dict(global_batch_size=2, per_device_batch_size=2, max_steps=2, learning_rate=1e-2,
             overrides={"logging_steps": 1, "preprocessing_num_workers": 1})
 
@@ -177,13 +180,15 @@ def test_train_resumes_from_the_latest_checkpoint_and_records(tmp_path, monkeypa
     monkeypatch.setattr(sft, "run_logged", fake_llamafactory(calls))
     monkeypatch.setattr(sft, "visible_gpus", lambda: 0)
     iter_dir = tmp_path / "iter2"
-    for step in (3, 6):  # a run killed after two epoch checkpoints
+    for step in (3, 6, 9):  # a run killed after two epoch checkpoints, while saving the third
         (iter_dir / "model" / f"checkpoint-{step}").mkdir(parents=True)
-        (iter_dir / "model" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        if step < 9:
+            (iter_dir / "model" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     run = dict(model_path="/base", dataset_dir=tmp_path, dataset_name="mix", iter_dir=iter_dir, seed=1,
                image_min_pixels=3136, image_max_pixels=12544)
     out = sft.train(TrainConfig(), **run)
     assert calls[0]["resume_from_checkpoint"] == str(iter_dir / "model" / "checkpoint-6")
+    assert calls[0]["output_dir"] == str(iter_dir / "model") and calls[0]["seed"] == 1
     done = sft.train_done(iter_dir)
     assert (done["train_loss"], done["final_loss"], done["global_step"], done["runtime_s"]) == (1.5, 1.2, 6, 3.0)
     assert not list(out.glob("checkpoint-*"))  # only served resuming
@@ -251,32 +256,46 @@ def cpu_only(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def test_llamafactory_pipeline_reads_our_data_untruncated(mix_dataset, tiny_model_dir, tmp_path, cpu_only):
-    """LLaMA-Factory 0.9.5's own loader and qwen2_vl template, in process, on the written dataset."""
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
+# Run in a child process: LLaMA-Factory's argument parser reconfigures logging process-wide.
+PIPELINE_SCRIPT = """
+import json, sys
+from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+from llamafactory.hparams import get_train_args
+from llamafactory.model import load_tokenizer
 
+model_args, data_args, training_args, _, _ = get_train_args(json.loads(sys.argv[1]))
+modules = load_tokenizer(model_args)
+tokenizer = modules["tokenizer"]
+template = get_template_and_fix_tokenizer(tokenizer, data_args)
+data = get_dataset(template, model_args, data_args, training_args, stage="sft", **modules)["train_dataset"]
+rows = [{"prompt": tokenizer.decode(r["input_ids"]), "length": len(r["input_ids"]),
+         "target": tokenizer.decode([t for t in r["labels"] if t != -100])} for r in data]
+print("ROWS=" + json.dumps(rows))
+"""
+
+
+def test_llamafactory_pipeline_reads_our_data_untruncated(mix_dataset, tiny_model_dir, tmp_path, cpu_only):
+    """LLaMA-Factory 0.9.5's own loader and qwen2_vl template on the written dataset, at the rendered
+    cutoff_len: the 6-candidate select prompt keeps its instruction and its whole target."""
     folder, name, items = mix_dataset
     args = sft.render_sft_config(TrainConfig(**FAST), model_path=tiny_model_dir, dataset_dir=folder,
                                  dataset_name=name, output_dir=tmp_path / "out", num_gpus=0, seed=0,
                                  on_gpu=False, **TINY_PIXELS)
-    model_args, data_args, training_args, _, _ = get_train_args(args)
-    modules = load_tokenizer(model_args)
-    tokenizer = modules["tokenizer"]
-    template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    data = get_dataset(template, model_args, data_args, training_args, stage="sft", **modules)["train_dataset"]
-    assert len(data) == len(items)
+    env = sft.subprocess_env({"DISABLE_VERSION_CHECK": "1"})
+    proc = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, json.dumps(args)], check=False, capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.split("ROWS=")[-1])
+    assert len(rows) == len(items)
 
-    select = max(range(len(data)), key=lambda i: len(data[i]["input_ids"]))
-    ids, labels = data[select]["input_ids"], data[select]["labels"]
-    prompt_text = tokenizer.decode(ids)
-    assert "Model's Prediction 6" in prompt_text and PromptConfig().select_instruction in prompt_text
-    assert len(ids) > 1024  # the reference's cutoff_len would have cut this prompt (REFERENCE.md §7.9)
-    assert len(ids) <= args["cutoff_len"]
-    target = tokenizer.decode([t for t in labels if t != -100])
-    assert target.startswith("Answer: C")  # the whole response is trained on
-    assert "<|image_pad|>" in prompt_text  # the image reached the template
+    select = max(rows, key=lambda r: r["length"])
+    assert "Model's Prediction 6" in select["prompt"] and PromptConfig().select_instruction in select["prompt"]
+    assert select["length"] > 1024  # the reference's cutoff_len would have cut this prompt (REFERENCE.md §7.9)
+    assert select["length"] <= args["cutoff_len"]
+    assert select["target"].startswith("Answer: C")  # the whole response is trained on
+    assert "<|image_pad|>" in select["prompt"]  # the image reached the template
+    targets = [r["target"] for r in rows]
+    assert any(t.startswith(long_rationale(1) + "<|im_end|>") for t in targets)  # a CoT target, whole
 
 
 def test_real_training_resume_record_and_export(mix_dataset, tiny_model_dir, tmp_path, cpu_only):

@@ -348,6 +348,9 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
     if resume is not None and "resume_from_checkpoint" not in cfg.overrides:
         log.info("resuming the killed training from %s", resume)
         args["resume_from_checkpoint"] = str(resume)
+        if main_node:  # checkpoints cut off mid-save would be rewritten or rotated confusingly
+            for partial in [p for p in output_dir.glob("checkpoint-*") if _step(p) > _step(resume)]:
+                shutil.rmtree(partial)
     elif resume is None and main_node and output_dir.is_dir() and any(output_dir.iterdir()):
         # Killed before its first checkpoint: nothing to resume, and LLaMA-Factory refuses an output
         # folder that already holds model files.
