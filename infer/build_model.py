@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 ARCHES = ("qwen2_vl", "qwen2_5_vl")
-SIZES = ("tiny", "2b", "3b", "7b")
+SIZES = ("tiny", "small", "2b", "3b", "7b")
+# Sizes with a byte-level BPE tokenizer trained here (the others use the real Qwen tokenizer).
+LOCAL_SIZES = ("tiny", "small")
 
 # The 14 special tokens of Qwen2-VL, in id order after the byte-level BPE vocabulary
 # (real ids 151643..151656, tokenizer_config.json of Qwen/Qwen2-VL-7B-Instruct).
@@ -113,6 +115,28 @@ TINY_VISION = {
 }
 # min 56*56 px (2x2 merged patches), max 112*112 px (4x4 merged patches = 16 image tokens).
 TINY_PIXELS = (56 * 56, 112 * 112)
+# small: ~8.5M parameters, the from-scratch GeoSynth model of train/geosynth_model.py (bf16 fits
+# the 25 MB budget for a model shipped in the repository); 224x224 diagrams -> 64 image tokens.
+SMALL_TEXT = dict(
+    hidden_size=256,
+    intermediate_size=1024,
+    num_hidden_layers=6,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=32768,
+    max_window_layers=6,
+    rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},  # sums to head_dim / 2 = 32
+    tie_word_embeddings=True,
+)
+SMALL_VISION = {
+    "qwen2_vl": dict(depth=4, embed_dim=128, mlp_ratio=4, num_heads=4),
+    "qwen2_5_vl": dict(
+        depth=4, hidden_size=128, intermediate_size=512, num_heads=4, window_size=112,
+        fullatt_block_indexes=[3], tokens_per_second=2, hidden_act="silu",
+    ),
+}
+SMALL_PIXELS = (56 * 56, 224 * 224)
+LOCAL = {"tiny": (TINY_TEXT, TINY_VISION, TINY_PIXELS), "small": (SMALL_TEXT, SMALL_VISION, SMALL_PIXELS)}
 # Real preprocessor_config.json of Qwen2-VL: 4 .. 16384 merged patches of 28x28 px.
 REAL_PIXELS = (56 * 56, 28 * 28 * 16384)
 
@@ -209,7 +233,7 @@ def build_corpus(extra: str = "") -> list[str]:
 def check_combination(arch: str, size: str) -> None:
     if arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHES)}")
-    valid = ["tiny"] + [s for (a, s) in REAL if a == arch]
+    valid = list(LOCAL_SIZES) + [s for (a, s) in REAL if a == arch]
     if size not in valid:
         raise ValueError(f"size {size!r} does not exist for {arch}; valid: {', '.join(valid)}")
 
@@ -312,9 +336,10 @@ def build_config(arch: str = "qwen2_vl", size: str = "tiny", ids: dict[str, int]
             video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
             vision_token_id=151654,
         )
-    if size == "tiny":
-        text = dict(TINY_TEXT, vocab_size=vocab_size or 4096)
-        vision = dict(TINY_VISION[arch])
+    if size in LOCAL_SIZES:
+        text_base, vision_base, _ = LOCAL[size]
+        text = dict(text_base, vocab_size=vocab_size or 4096)
+        vision = dict(vision_base[arch])
         vision["out_hidden_size" if arch == "qwen2_5_vl" else "hidden_size"] = text["hidden_size"]
     else:
         text, vision = (dict(d) for d in REAL[(arch, size)])
@@ -396,12 +421,12 @@ def build(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed:
         raise FileExistsError(f"{out_dir} exists, is not empty and is no earlier build (no build_info.json): "
                               "refusing to replace it; pick another --out or remove it first")
     started = time.time()
-    if size == "tiny":
+    if size in LOCAL_SIZES:
         tokenizer = build_tiny_tokenizer(corpus)
-        pixels, dtype, device = TINY_PIXELS, torch.float32, "cpu"
+        pixels, dtype, device = LOCAL[size][2], torch.float32, "cpu"
     else:
         if corpus:
-            raise ValueError("--corpus only applies to --size tiny (2b/3b/7b use the real Qwen tokenizer)")
+            raise ValueError("--corpus only applies to --size tiny/small (2b/3b/7b use the real Qwen tokenizer)")
         tokenizer = build_real_tokenizer()
         pixels, dtype = REAL_PIXELS, torch.bfloat16
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
