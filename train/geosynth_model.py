@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> Path:
                           overrides={"freeze_vision_tower": False, "freeze_multi_modal_projector": False,
                                      "warmup_ratio": 0.05 if stage == 1 else 0.0,
                                      "lr_scheduler_type": "constant_with_warmup",
-                                     "preprocessing_num_workers": 8 if on_gpu else 1})
+                                     "preprocessing_num_workers": 1})
         started = time.time()
         train(cfg, model_path=str(previous), dataset_dir=work / "sft_data", dataset_name="gold", iter_dir=sdir,
               seed=args.seed + stage, image_min_pixels=3136, image_max_pixels=224 * 224)
