@@ -82,8 +82,8 @@ The default base model of `python run.py`. Made by:
   on GeoSynth text plus the 14 Qwen2-VL special tokens, the Qwen2-VL chat template; weights in bf16
   ({info['weight_bytes'] / 1e6:.1f} MB).
 - Training: full fine-tuning with LLaMA-Factory (template qwen2_vl, vision tower trained) on
-  {info['num_train']} GeoSynth gold rationales (seed {info['seed']}), lr {info['lr']}, one epoch per
-  stage; kept: stage {info['kept_stage']}.
+  {info['num_train']} GeoSynth gold rationales (seed {info['seed']}), lr {info['lr']},
+  {info['epochs_per_stage']} epoch(s) per stage; kept: stage {info['kept_stage']}.
 - Zero-shot CoT accuracy (greedy Test@1) on {info['num_test']} GeoSynth test questions (difficulty
   {info['difficulty']}; train and test never share a problem), measured on {info['device']}:
   **{info['test_at_1']:.1f}%** (4 choices: chance is 25%).
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--lr", type=float, default=1e-3, help="a from-scratch model needs a large rate")
     parser.add_argument("--batch", type=int, default=64, help="global batch (one device)")
-    parser.add_argument("--max_stages", type=int, default=8, help="most epochs")
+    parser.add_argument("--max_stages", type=int, default=8, help="most stages")
+    parser.add_argument("--epochs_per_stage", type=float, default=1.0, help="epochs between two evaluations")
     parser.add_argument("--target", type=float, default=30.0, help="stop at the first stage reaching this Test@1")
     parser.add_argument("--low", type=float, default=15.0)
     parser.add_argument("--high", type=float, default=45.0)
@@ -132,8 +133,8 @@ def main(argv: list[str] | None = None) -> Path:
     previous = init
     for stage in range(1, args.max_stages + 1):
         sdir = work / f"stage_{stage}"
-        # One epoch per stage from the previous stage's weights; warm-up only in the first.
-        cfg = TrainConfig(finetuning_type="full", learning_rate=args.lr, num_train_epochs=1,
+        # A few epochs per stage from the previous stage's weights; warm-up only in the first.
+        cfg = TrainConfig(finetuning_type="full", learning_rate=args.lr, num_train_epochs=args.epochs_per_stage,
                           global_batch_size=args.batch, per_device_batch_size=args.batch, cutoff_len=1024,
                           overrides={"freeze_vision_tower": False, "freeze_multi_modal_projector": False,
                                      "warmup_ratio": 0.05 if stage == 1 else 0.0,
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> Path:
     info = {"command": "python -m train.geosynth_model " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
             "parameters": build_info["parameters"], "vocab": build_info["vocab"], "weight_bytes": weight_bytes,
             "num_train": len(train_set), "num_test": len(test_set), "seed": args.seed, "lr": args.lr,
+            "epochs_per_stage": args.epochs_per_stage,
             "difficulty": args.difficulty, "kept_stage": kept["stage"], "test_at_1": kept["test_at_1"],
             "device": torch.cuda.get_device_name() if on_gpu else "CPU", "stages": stages}
     atomic_write_json(out / "geosynth_model.json", info)
