@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from core.config import ConfigError, RunConfig, diff_configs, parse_args, to_dict
+from core.config import REPO_ROOT, ConfigError, RunConfig, diff_configs, parse_args, to_dict
 from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from core.proc import CommandError
@@ -46,7 +46,7 @@ log = get_logger("run")
 
 # Keys that may change when a run is resumed: extending the run or moving it to other hardware
 # does not change what the finished steps computed.
-RESUMABLE_CHANGES = ("total_iters", "sample.num_processes", "train.num_gpus", "train.nnodes")
+RESUMABLE_CHANGES = ("total_iters", "export_final", "sample.num_processes", "train.num_gpus", "train.nnodes")
 
 
 @dataclass
@@ -244,11 +244,29 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
         all_metrics.append(run_iteration(run, k))
         table = write_report(run, all_metrics)
         log.info("\n%s", table)
+    if cfg.export_final and cfg.total_iters >= 1 and cfg.train.finetuning_type == "lora":
+        from train.export import export_merged
+
+        step(run, "export", run_dir / "final_model" / "config.json",
+             lambda: export_merged(cfg.model.base_model, model_for(run, cfg.total_iters), run_dir / "final_model"))
     log.info("done: %s (table %s, plot %s)", run_dir, run_dir / "metrics.md", run_dir / "metrics.png")
     return all_metrics
 
 
+# `python run.py` with no config and the shipped model runs this recipe (configs/geosynth_small.yaml).
+EMBEDDED_DEFAULT = REPO_ROOT / "configs" / "geosynth_small.yaml"
+
+
+def with_embedded_default(argv: list[str]) -> list[str]:
+    """Prepend the embedded default recipe unless a config file or another base model is given."""
+    names = {a.split("=")[0].lstrip("-") for a in argv}
+    if names & {"config", "base_model", "model.base_model"}:
+        return argv
+    return ["--config", str(EMBEDDED_DEFAULT), *argv]
+
+
 def cli(argv: list[str] | None = None) -> None:
+    argv = with_embedded_default(list(sys.argv[1:] if argv is None else argv))
     args = parse_args(RunConfig, argv, prog="run.py", doc=__doc__,
                       flags={"restart": "delete the run folder and start over"})
     main(args.config, restart="restart" in args.flags)

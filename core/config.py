@@ -98,7 +98,16 @@ class SampleConfig:
     max_new_tokens: int = _f(512, "Longest rationale; longer ones are recorded as truncated.")
     batch_size: int = _f(16, "Questions per generate call on each GPU (each yields K sequences).")
     num_processes: int = _f(0, "Data-parallel workers for `accelerate launch` (0 = one per "
-                            "visible GPU, or 1 on CPU).")
+                            "visible GPU, or 1 on CPU), per node.")
+    accelerate_config: str = _f("", "accelerate config file for sampling with several processes (e.g. "
+                                "configs/accelerate/multi_node.yaml; relative to the repository or "
+                                "absolute). Empty = built-in flags. Process counts and node addresses "
+                                "are always passed as flags, which win over the file.")
+    num_machines: int = _f(0, "Nodes that sample together (0 = NNODES from the environment, else 1). "
+                           "With more than one, every node needs NODE_RANK and MASTER_ADDR (MASTER_PORT "
+                           "defaults to 29500) and the run folder on shared storage (docs/scaling.md).")
+    node_wait_s: float = _f(900.0, "Several nodes: seconds node 0 waits for every rank's records to show "
+                            "on the shared run folder, and other nodes wait for node 0's merged file.")
 
 
 @dataclass
@@ -154,6 +163,8 @@ class RunConfig:
     sample_last_train: bool = _f(False, "Also sample the train set in the last iteration (only a "
                                  "later run or the select-mix model uses it; the reference did).")
     select_at_iter0: bool = _f(False, "Also measure self-selection with the untrained base model.")
+    export_final: bool = _f(False, "After the last iteration, merge its LoRA adapter into a full model "
+                            "in <run>/final_model (llamafactory-cli export).")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)

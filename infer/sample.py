@@ -9,6 +9,8 @@ i % world_size, so every batch, and with per-row seeds every sample, is the same
 Each rank appends finished batches to its own shard `<out>.rank<r>.jsonl` (flushed to disk);
 the launching process merges the shards by request id into `<out>` (written last, atomically).
 A killed run, restarted with the same job, skips every request already in a shard.
+On several nodes (NNODES > 1) every node runs the same command on a shared run folder; node 0
+merges, the others wait for its merged file (docs/scaling.md).
 
 Record per request: id, prompt, predictions[K], answers[K] (extracted; null = no answer),
 correct[K], num_tokens[K], truncated[K].
@@ -19,12 +21,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import ModelConfig, PromptConfig, SampleConfig
+from core.config import REPO_ROOT, ConfigError, ModelConfig, PromptConfig, SampleConfig
 from core.io import append_jsonl, drop_torn_tail, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json
 from core.log import get_logger
 from core.proc import free_port, run_logged
@@ -154,38 +158,162 @@ def merge(job: SampleJob) -> list[dict]:
     return records
 
 
+# Several nodes: how often a node looks for the other nodes' files on the shared run folder.
+POLL_S = 2.0
+# torchrun's default rendezvous port, also train/sft.py's when MASTER_PORT is unset.
+DEFAULT_MASTER_PORT = 29500
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """This node's place in a multi-node launch (every node runs the same command)."""
+
+    count: int
+    rank: int
+    master_addr: str
+    master_port: int
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "")
+    if value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not an integer; set it to a whole number "
+                          f"(docs/scaling.md).") from None
+
+
+def node_setup(num_machines: int = 0, env: Mapping[str, str] | None = None) -> Nodes | None:
+    """Multi-node settings: the node count from sample.num_machines, else NNODES; this node's rank
+    and node 0's address from NODE_RANK / MASTER_ADDR / MASTER_PORT. None on one node."""
+    env = os.environ if env is None else env
+    count = num_machines or _env_int(env, "NNODES", 1)
+    if count <= 1:
+        return None
+    for name, meaning in (("NODE_RANK", f"this node's rank, 0..{count - 1}"), ("MASTER_ADDR", "node 0's address")):
+        if not env.get(name):
+            raise ConfigError(f"sampling on {count} nodes (NNODES / sample.num_machines) but {name} is not set; "
+                              f"set it ({meaning}) in every node's environment, e.g. NNODES={count} NODE_RANK=1 "
+                              f"MASTER_ADDR=10.0.0.1 MASTER_PORT={DEFAULT_MASTER_PORT} (docs/scaling.md).")
+    rank = _env_int(env, "NODE_RANK", 0)
+    if not 0 <= rank < count:
+        raise ConfigError(f"NODE_RANK={rank} is outside 0..{count - 1} for {count} nodes; give each node "
+                          f"its own rank, node 0 being the one at MASTER_ADDR.")
+    return Nodes(count, rank, env["MASTER_ADDR"], _env_int(env, "MASTER_PORT", DEFAULT_MASTER_PORT))
+
+
 def launch(job: SampleJob, num_processes: int = 1, *, log_path: Path | None = None,
-           main_process_port: int | None = None) -> list[dict]:
+           main_process_port: int | None = None, nodes: Nodes | None = None, config_file: str = "",
+           wait_s: float = 900.0) -> list[dict]:
     """Run a job to completion (resuming if shards exist) and return the merged records.
 
-    One process runs in this interpreter; more run under `accelerate launch`, one per GPU.
+    num_processes: processes on this node. One process in all runs in this interpreter; more run
+    under `accelerate launch`, one per GPU. With `nodes`, every node runs this with the same job in
+    a run folder on storage shared by all nodes: node 0 merges once every rank's records are
+    there, the other nodes wait (up to wait_s) for its merged file.
     """
     out = Path(job.out)
     if out.is_file():
         return [r for _, r in iter_jsonl(out)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    if num_processes <= 1:
+    if num_processes * (nodes.count if nodes else 1) <= 1:
         run_shard(job, 0, 1)
-    else:
-        job_path = out.with_name(f"{out.stem}.job.json")
-        atomic_write_json(job_path, dataclasses.asdict(job))
-        cmd = accelerate_command(job_path, num_processes, main_process_port=main_process_port)
-        run_logged(cmd, log_path or out.with_name(f"{out.stem}.log"))
-    return merge(job)
+        return merge(job)
+    job_path = out.with_name(f"{out.stem}.job.json")
+    atomic_write_json(job_path, dataclasses.asdict(job))
+    cmd = accelerate_command(job_path, num_processes, main_process_port=main_process_port, nodes=nodes,
+                             config_file=config_file)
+    # One log per node: on shared storage the nodes would otherwise interleave their lines.
+    node_log = out.with_name(f"{out.stem}.node{nodes.rank}.log") if nodes else out.with_name(f"{out.stem}.log")
+    run_logged(cmd, log_path or node_log)
+    if nodes is None:
+        return merge(job)
+    return finish_on_nodes(job, nodes, wait_s)
 
 
-def accelerate_command(job_path: Path, num_processes: int, *, main_process_port: int | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if num_processes > 1:
+def missing_ids(job: SampleJob) -> list[str]:
+    done = done_records(Path(job.out))
+    return [it.id for it in job.items if it.id not in done]
+
+
+def wait_until(ready, timeout_s: float) -> bool:
+    """Poll ready() until it holds or timeout_s passes."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def finish_on_nodes(job: SampleJob, nodes: Nodes, wait_s: float) -> list[dict]:
+    """Node 0 merges; the other nodes read its merged file.
+
+    `accelerate launch` returns when this node's processes exit. Every rank ends at a barrier
+    (main()), so the other nodes' ranks have finished too, but a shared filesystem may show their
+    last lines late, and a node that crashed leaves its shard short: node 0 polls until every
+    request has a record before merging (merge() refuses missing ones).
+    """
+    out = Path(job.out)
+    if nodes.rank == 0:
+        if not wait_until(lambda: not missing_ids(job), wait_s):
+            missing = missing_ids(job)
+            raise RuntimeError(
+                f"node 0: {out}: {len(missing)} requests still have no record {wait_s:.0f} s after "
+                f"`accelerate launch` returned (first: {missing[:5]}). Every node's ranks write "
+                f"{out.stem}.rank*.jsonl into {out.parent}: put the run folder on storage shared by all "
+                f"nodes, check the other nodes' logs ({out.stem}.node*.log), or raise sample.node_wait_s; "
+                f"rerunning the same command on every node resumes.")
+        return merge(job)
+    log.info("node %d: waiting up to %.0f s for node 0 to merge %s", nodes.rank, wait_s, out)
+    if not wait_until(out.is_file, wait_s):
+        raise RuntimeError(
+            f"node {nodes.rank}: {out} did not appear within {wait_s:.0f} s of `accelerate launch` "
+            f"returning; node 0 writes it after merging the shards. Check node 0's log "
+            f"({out.with_name(out.stem + '.node0.log')}), that the run folder is on storage shared by "
+            f"all nodes, or raise sample.node_wait_s.")
+    return [r for _, r in iter_jsonl(out)]
+
+
+def accelerate_config_path(name: str) -> Path:
+    path = Path(name) if Path(name).is_absolute() else REPO_ROOT / name
+    if not path.is_file():
+        raise ConfigError(f"sample.accelerate_config={name!r}: no such file {path}; give a path relative to "
+                          f"{REPO_ROOT} or an absolute one (see configs/accelerate/), or leave it empty.")
+    return path
+
+
+def accelerate_command(job_path: Path, num_processes: int, *, main_process_port: int | None = None,
+                       nodes: Nodes | None = None, config_file: str = "") -> list[str]:
+    """`accelerate launch` argv for num_processes on this node (of nodes.count nodes).
+
+    accelerate's --num_processes counts all machines' processes (it starts total / num_machines
+    per node). Flags win over config_file's values, so the file only adds what is not passed here.
+    """
+    machines = nodes.count if nodes else 1
+    total = num_processes * machines
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file:
+        cmd += ["--config_file", str(accelerate_config_path(config_file))]
+    # mixed_precision no: sampling loads the model in its own dtype (model.dtype).
+    cmd += ["--num_processes", str(total), "--num_machines", str(machines), "--mixed_precision", "no",
+            "--dynamo_backend", "no"]
+    if total > 1:
         cmd += ["--multi_gpu"]
-    # A free port per run, so two runs on one machine do not collide (the reference fixed 20650).
-    cmd += ["--main_process_port", str(main_process_port or free_port())]
+    if nodes:
+        # Every node must name the same port: node 0's, from MASTER_PORT.
+        cmd += ["--machine_rank", str(nodes.rank), "--main_process_ip", nodes.master_addr,
+                "--main_process_port", str(main_process_port or nodes.master_port)]
+    else:
+        # A free port per run, so two runs on one machine do not collide (the reference fixed 20650).
+        cmd += ["--main_process_port", str(main_process_port or free_port())]
     return cmd + ["-m", "infer.sample", "--job", str(job_path)]
 
 
 def num_processes(cfg: SampleConfig) -> int:
-    """Data-parallel workers: the configured number, else one per visible GPU, else 1 (CPU)."""
+    """Data-parallel workers on this node: the configured number, else one per visible GPU, else 1 (CPU)."""
     if cfg.num_processes:
         return cfg.num_processes
     import torch
@@ -203,7 +331,8 @@ def sample_items(items: list[Item], out: Path, *, model_cfg: ModelConfig, sample
                   max_pixels=model_cfg.max_pixels)
     job = SampleJob(out=str(out), model=dataclasses.asdict(model_cfg), checkpoint=checkpoint, params=params,
                     batch_size=sample_cfg.batch_size, items=items, rel_tol=rel_tol)
-    return launch(job, num_processes(sample_cfg))
+    return launch(job, num_processes(sample_cfg), nodes=node_setup(sample_cfg.num_machines),
+                  config_file=sample_cfg.accelerate_config, wait_s=sample_cfg.node_wait_s)
 
 
 def cot_items(problems: list, prompt_cfg: PromptConfig, seed: int, tag: str, *,
