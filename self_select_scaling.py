@@ -1,30 +1,63 @@
 """Test-time self-selection scaling: SS@N (the model picks among N of its rationales) vs MV@N.
 
-    python self_select_scaling.py --ckpt_dir outputs/<run>/iter_3/model      # default data + model
+    python self_select_scaling.py --ckpt_dir outputs/<run>/iter_3/model      # the run's data + base model
     python self_select_scaling.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data \\
         --batch_size 8 --ckpt_dir outputs/<run>/iter_3/model --max_select_num 6
     python self_select_scaling.py ... --train_select_mix true    # first train the mixed-N select model
 
-The checkpoint in --ckpt_dir is loaded (adapter or full model; the reference ignored it). The test
-set is sampled M times (num_test_samples, default 10). For N = 1..max_select_num the report gives
-MV@N (majority vote), SS@N (the model reads N of its samples, shuffled, and answers greedily),
-pass@N (oracle: any of the N correct) and Test@1 (greedy CoT). For N < M every number averages
-over the same seeded random N-subsets of the M samples (all subsets when there are few), and the
-spread over subsets is reported. SS@1 is the accuracy of the single sample (nothing to select).
+Model. The checkpoint in --ckpt_dir is loaded (a LoRA adapter on --base_model, or a full model
+folder; the reference ignored it); empty = the base model. With --train_select_mix true a fresh
+LoRA is first trained on the base model from the run's train-sample pool (the usual mix, with
+self-select items of N = 2..max_select_num candidates), and that adapter, not --ckpt_dir, is the
+model evaluated. Its pool is iter_0..iter_k when --ckpt_dir is <run>/iter_k/..., as in the
+reference (all iterations when only --run_dir is given).
 
-No answer never counts as a vote or as correct; ties in the vote go to the answer seen first
-(eval/metrics.py). Output: scaling.md / .csv / .json and scaling.png in the output folder.
-Rerunning the same command resumes: finished sample and select files are reused.
+Run folder. --run_dir, or the self-training folder above --ckpt_dir (the one with config.yaml and
+iter_0/). The config sections data, model, prompt, mix and train that are left entirely at their
+defaults here are taken from the run's config.yaml, so a checkpoint is evaluated on its run's data,
+with its base model and prompts; GeoSynth data is then read from the run's data/ folder. Without a
+run folder, GeoSynth is generated into <out>/data (GeoSynth items depend only on seed, split and
+index, so a run with the same seed has the same test questions).
+
+Output folder (out=, else): <run>/scaling_<name> with a run folder, else outputs/scaling-<name>,
+where <name> is select_mix with --train_select_mix, else the checkpoint's iteration folder (iter_3
+for .../iter_3/model) or folder name, else the base model's folder name.
+
+Metrics. The test set is sampled M times (num_test_samples, default 10; per-question seeds from
+seed). For N = 1..max_select_num the report gives MV@N (majority vote), SS@N (the model reads N
+of its samples, shuffled, and answers greedily), pass@N (oracle: any of the N correct) and Test@1
+(greedy CoT). For each N every number averages over the same seeded N-subsets of the M sample
+indices (eval.metrics.draw_subsets with seed + N; all subsets when there are no more than
+num_subsets), applied to every question at once; the _std columns are the population std over
+subsets. SS@1 is the accuracy of the single sample of each subset (there is nothing to select),
+so SS@1 = MV@1 = pass@1 for multiple choice; the model selects from N = 2.
+
+No answer: an unparseable sample never counts as a vote or as correct (a question whose N samples
+all lack an answer scores wrong in MV@N); an unparseable select answer is wrong. Ties in the vote
+go to the tied answer that comes first in sample order within the subset (eval/metrics.py). Every
+number is recomputable from the saved files: test_samples.jsonl, test_greedy.jsonl and
+select_n{N}_s{j}.jsonl (subset j of draw_subsets for N). Output: scaling.md / .csv / .json and
+scaling.png in the output folder.
+
+Resume. Rerunning the same command reuses every finished file (nothing is sampled or trained
+again). The effective config is saved as scaling_config.yaml; a rerun with a config that would
+change the results is refused with the changed keys (out, the batch size and process counts may
+change, and max_select_num too without --train_select_mix: other N add their own files).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
+import statistics
 import sys
 from pathlib import Path
 
-from core.config import ConfigError, ScalingConfig, parse_args, to_dict
-from core.io import atomic_write_json, read_jsonl
+import yaml
+
+from core.config import ConfigError, ScalingConfig, diff_configs, parse_args, to_dict
+from core.io import atomic_write_json, atomic_write_text, read_jsonl
 from core.log import add_file_log, get_logger
 from core.proc import CommandError
 from data_gen.geoqa import DataError
@@ -40,58 +73,160 @@ from infer.sample import cot_items, sample_items
 
 log = get_logger("scaling")
 
+CONFIG_FILE = "scaling_config.yaml"
+# Sections taken from the run's config.yaml when left at their defaults here.
+INHERITED_SECTIONS = ("data", "model", "prompt", "mix", "train")
+# Keys that may change on a rerun: they do not change what the finished files hold.
+RESUMABLE_CHANGES = ("out", "sample.batch_size", "sample.num_processes", "train.num_gpus", "train.nnodes")
+
 
 def find_run_dir(cfg: ScalingConfig) -> Path | None:
     """The self-training run folder: --run_dir, or the folder above <run>/iter_k/checkpoint."""
     if cfg.run_dir:
-        return Path(cfg.run_dir)
+        run_dir = Path(cfg.run_dir).expanduser()
+        if not run_dir.is_dir():
+            raise ConfigError(f"run_dir={cfg.run_dir!r}: no such folder; pass the self-training run "
+                              f"folder (the one with config.yaml and iter_0/, iter_1/, ...).")
+        return run_dir.absolute()
     if cfg.ckpt_dir:
-        ckpt = Path(cfg.ckpt_dir).resolve()
-        for parent in ckpt.parents:
-            if (parent / "config.yaml").is_file() and (parent / "iter_0").is_dir():
-                return parent
+        # The path as given first (a checkpoint may be a link into LLaMA-Factory/saves/), then resolved.
+        for ckpt in dict.fromkeys((Path(cfg.ckpt_dir).expanduser().absolute(), Path(cfg.ckpt_dir).resolve())):
+            for parent in ckpt.parents:
+                if (parent / "config.yaml").is_file() and (parent / "iter_0").is_dir():
+                    return parent
     return None
 
 
-def output_dir(cfg: ScalingConfig) -> Path:
+def ckpt_iteration(cfg: ScalingConfig, run_dir: Path | None) -> int | None:
+    """k when --ckpt_dir lies in <run_dir>/iter_k/ (the reference read N from `iter(\\d+)`)."""
+    if not cfg.ckpt_dir or run_dir is None:
+        return None
+    for ckpt in (Path(cfg.ckpt_dir).expanduser().absolute(), Path(cfg.ckpt_dir).resolve()):
+        for base in (run_dir, run_dir.resolve()):
+            try:
+                first = ckpt.relative_to(base).parts[0]
+            except (ValueError, IndexError):
+                continue
+            match = re.fullmatch(r"iter_(\d+)", first)
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def model_name(cfg: ScalingConfig) -> str:
+    """The <name> of the default output folder (see the module docstring)."""
+    if cfg.train_select_mix:
+        return "select_mix"
+    if cfg.ckpt_dir:
+        ckpt = Path(cfg.ckpt_dir).expanduser().absolute()
+        # LLaMA-Factory output folders are <iter dir>/model: name them by the iteration.
+        return ckpt.parent.name if ckpt.name == "model" else ckpt.name
+    return Path(cfg.model.base_model).expanduser().absolute().name
+
+
+def output_dir(cfg: ScalingConfig, run_dir: Path | None = None) -> Path:
     if cfg.out:
         return Path(cfg.out)
-    run_dir = find_run_dir(cfg)
-    name = Path(cfg.ckpt_dir).resolve().parent.name if cfg.ckpt_dir else "base"
     if run_dir is not None:
-        return run_dir / f"scaling_{name}"
-    return Path("outputs") / f"scaling-{name}"
+        return run_dir / f"scaling_{model_name(cfg)}"
+    return Path("outputs") / f"scaling-{model_name(cfg)}"
 
 
-def train_select_model(cfg: ScalingConfig, out: Path, train_problems) -> str:
+def inherit_run_config(cfg: ScalingConfig, run_dir: Path) -> list[str]:
+    """Take the sections left at their defaults from the run's config.yaml; returns their names."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return []
+    tree = yaml.safe_load(saved.read_text()) or {}
+    taken = []
+    for section in INHERITED_SECTIONS:
+        current = getattr(cfg, section)
+        default = type(current)()
+        theirs = tree.get(section)
+        if current != default or not isinstance(theirs, dict):
+            continue
+        names = {f.name for f in dataclasses.fields(default)}
+        value = dataclasses.replace(default, **{k: v for k, v in theirs.items() if k in names})
+        if value != current:
+            setattr(cfg, section, value)
+            taken.append(section)
+    return taken
+
+
+def effective_config(cfg: ScalingConfig) -> dict:
+    """The config as saved in the output folder, with paths made absolute (so ./x and x compare equal)."""
+    d = to_dict(cfg)
+    for section, key in ((None, "ckpt_dir"), (None, "run_dir"), ("model", "base_model"), ("data", "geoqa_dir")):
+        tree = d[section] if section else d
+        if tree[key]:
+            tree[key] = str(Path(tree[key]).expanduser().absolute())
+    return d
+
+
+def check_resume(cfg: ScalingConfig, out: Path) -> None:
+    """Save the config, or refuse to reuse files that another config produced."""
+    saved = out / CONFIG_FILE
+    new = effective_config(cfg)
+    if saved.is_file():
+        old = yaml.safe_load(saved.read_text()) or {}
+        allowed = RESUMABLE_CHANGES + (() if cfg.train_select_mix else ("max_select_num",))
+        changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
+        if changed:
+            raise ConfigError(f"{out} holds scaling results of another config; changed keys:\n  "
+                              + "\n  ".join(changed)
+                              + "\nRerun with the same options to resume, pass out=NEW_FOLDER, or delete "
+                                f"{out} to start over.")
+        log.info("resuming %s", out)
+    atomic_write_text(saved, yaml.safe_dump(new, sort_keys=False))
+
+
+def train_pool(run_dir: Path, last: int | None) -> list[tuple[int, list[dict]]]:
+    """[(k, records)] of <run_dir>/iter_k/train_samples.jsonl for k <= last (all when None), by k."""
+    found = []
+    for path in run_dir.glob("iter_*/train_samples.jsonl"):
+        match = re.fullmatch(r"iter_(\d+)", path.parent.name)
+        if match and (last is None or int(match.group(1)) <= last):
+            found.append((int(match.group(1)), path))
+    if not found:
+        upto = f" up to iter_{last}" if last is not None else ""
+        raise FileNotFoundError(f"{run_dir}: no iter_*/train_samples.jsonl{upto} to build the select mix from.")
+    return [(k, read_jsonl(path)) for k, path in sorted(found)]
+
+
+def train_select_model(cfg: ScalingConfig, out: Path, run_dir: Path | None, train_problems) -> str:
     """Train the mixed-N select model from the run's train-sample pool (a fresh adapter on the base)."""
     from train.sft import DONE_FILE, MODEL_DIR, train
 
-    run_dir = find_run_dir(cfg)
     if run_dir is None:
         raise ConfigError("--train_select_mix needs the self-training run folder: pass run_dir=PATH "
-                          "(the folder with iter_0/, iter_1/, ...).")
-    pool = [(int(p.parent.name.split("_")[1]), read_jsonl(p))
-            for p in sorted(run_dir.glob("iter_*/train_samples.jsonl"))]
-    if not pool:
-        raise FileNotFoundError(f"{run_dir}: no iter_*/train_samples.jsonl to build the select mix from.")
+                          "(the folder with iter_0/, iter_1/, ...) or a --ckpt_dir inside it.")
+    pool = train_pool(run_dir, ckpt_iteration(cfg, run_dir))
+    log.info("select-mix pool: train samples of iterations %s", [k for k, _ in pool])
     work = out / "select_mix"
     if not (work / DONE_FILE).is_file():
         mix_cfg = dataclasses.replace(cfg.mix, select_mixed_n=True, max_select_n=cfg.max_select_num)
-        items, stats = build_mix(train_problems, pool, max(i for i, _ in pool) + 1, cfg.seed, mix_cfg, cfg.prompt)
+        items, stats = build_mix(train_problems, pool, pool[-1][0] + 1, cfg.seed, mix_cfg, cfg.prompt)
         log.info("select-mix data: %s", stats["kinds"])
         write_dataset(items, work / "sft_data", "r3v_select_mix")
         atomic_write_json(work / "sft_data" / "mix_stats.json", stats)
         train(cfg.train, model_path=cfg.model.base_model, dataset_dir=work / "sft_data",
               dataset_name="r3v_select_mix", iter_dir=work, seed=cfg.seed,
               image_min_pixels=cfg.model.min_pixels, image_max_pixels=cfg.model.max_pixels)
-    ckpt = work / MODEL_DIR
-    return str(ckpt)
+    return str((work / MODEL_DIR).resolve())
+
+
+def _mean_std(scores: list[float]) -> tuple[float, float]:
+    # The same estimator as eval.metrics.subset_estimate, so every column is computed alike.
+    return statistics.fmean(scores), statistics.pstdev(scores)
 
 
 def scaling_table(samples: list[dict], greedy: list[dict], select: dict[tuple[int, int], list[dict]],
                   golds: list, cfg: ScalingConfig) -> list[dict]:
-    """One row per N from the saved records (recomputable from the files alone)."""
+    """One row per N from the saved records (recomputable from the files alone).
+
+    samples[i] and golds[i] belong to the same question; select[(N, j)] holds the select records
+    of subset j of draw_subsets(M, N, num_subsets, seed + N) for N >= 2.
+    """
     answers = [r["answers"] for r in samples]
     correct = [r["correct"] for r in samples]
     m = len(answers[0])
@@ -101,47 +236,73 @@ def scaling_table(samples: list[dict], greedy: list[dict], select: dict[tuple[in
         mv, mv_sd = mv_at_n(answers, golds, n, cfg.num_subsets, cfg.seed + n)
         oracle, oracle_sd = pass_at_n_score(correct, n, cfg.num_subsets, cfg.seed + n)
         subsets = draw_subsets(m, n, cfg.num_subsets, cfg.seed + n)
-        if n == 1:
+        if n == 1:  # nothing to select: the single sample's accuracy, over the same subsets as MV@1
             ss_scores = [accuracy([c[s[0]] for c in correct]) for s in subsets]
         else:
             ss_scores = [accuracy([r["correct"][0] for r in select[(n, j)]]) for j in range(len(subsets))]
-        ss = sum(ss_scores) / len(ss_scores)
-        ss_sd = (sum((x - ss) ** 2 for x in ss_scores) / len(ss_scores)) ** 0.5
+        ss, ss_sd = _mean_std(ss_scores)
         rows.append({"N": n, "SS@N": ss, "SS_std": ss_sd, "MV@N": mv, "MV_std": mv_sd,
                      "pass@N": oracle, "pass_std": oracle_sd, "Test@1": test1, "subsets": len(subsets)})
     return rows
 
 
+def _by_test_order(records: list[dict], test, name: str) -> list[dict]:
+    """Records in test-set order, joined by id (never by list position)."""
+    by_id = {r["id"]: r for r in records}
+    missing = [p.id for p in test if p.id not in by_id]
+    if missing or len(by_id) != len(test):
+        raise RuntimeError(f"{name}: {len(by_id)} records for {len(test)} test questions (missing: "
+                           f"{missing[:5]}); the file belongs to other data: delete it or use another out=.")
+    return [by_id[p.id] for p in test]
+
+
 def main(cfg: ScalingConfig) -> list[dict]:
+    cfg = copy.deepcopy(cfg)  # inherited sections are filled in below; the caller's config stays as given
     if cfg.num_test_samples < cfg.max_select_num:
         raise ConfigError(f"num_test_samples={cfg.num_test_samples} < max_select_num={cfg.max_select_num}: "
                           f"N candidates need at least N samples; raise num_test_samples.")
+    run_dir = find_run_dir(cfg)
+    taken = inherit_run_config(cfg, run_dir) if run_dir is not None else []
     check_model_dir(cfg.model.base_model)
-    out = output_dir(cfg)
+    if cfg.ckpt_dir and not cfg.train_select_mix and not Path(cfg.ckpt_dir).expanduser().is_dir():
+        raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "
+                         f"outputs/<run>/iter_3/model) or a full model folder, or leave it empty for the base model.")
+    out = output_dir(cfg, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     add_file_log(out / "scaling.log")
+    if taken:
+        log.info("from %s: sections %s (left at their defaults here)", run_dir / "config.yaml", ", ".join(taken))
+    check_resume(cfg, out)
     log.info("config: %s", to_dict(cfg))
-    data_root = find_run_dir(cfg) or out
+    data_root = run_dir or out
     test = load_problems(cfg.data, "test", data_root, cfg.seed)
-    ckpt = cfg.ckpt_dir or None
+    ckpt = str(Path(cfg.ckpt_dir).expanduser().resolve()) if cfg.ckpt_dir else None
     if cfg.train_select_mix:
-        ckpt = train_select_model(cfg, out, load_problems(cfg.data, "train", data_root, cfg.seed))
+        ckpt = train_select_model(cfg, out, run_dir, load_problems(cfg.data, "train", data_root, cfg.seed))
+    log.info("model: %s%s; %d test questions, M=%d samples each", cfg.model.base_model,
+             f" + {ckpt}" if ckpt else "", len(test), cfg.num_test_samples)
 
     def run(items, name, **kw):
         return sample_items(items, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample, checkpoint=ckpt, **kw)
 
-    samples = run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_samples.jsonl",
-                  num_samples=cfg.num_test_samples)
-    greedy = run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_greedy.jsonl", greedy=True)
+    samples = _by_test_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_samples.jsonl",
+                                 num_samples=cfg.num_test_samples), test, out / "test_samples.jsonl")
+    greedy = _by_test_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_greedy.jsonl",
+                                greedy=True), test, out / "test_greedy.jsonl")
+    m = len(samples[0]["predictions"])
+    if m != cfg.num_test_samples:
+        raise RuntimeError(f"{out / 'test_samples.jsonl'} has {m} samples per question, the config asks for "
+                           f"{cfg.num_test_samples}; delete the file or use another out=.")
     by_id = {r["id"]: r for r in samples}
     select: dict[tuple[int, int], list[dict]] = {}
     for n in range(2, cfg.max_select_num + 1):
-        for j, subset in enumerate(draw_subsets(cfg.num_test_samples, n, cfg.num_subsets, cfg.seed + n)):
+        for j, subset in enumerate(draw_subsets(m, n, cfg.num_subsets, cfg.seed + n)):
+            name = f"select_n{n}_s{j}.jsonl"
             items = select_items(test, by_id, subset, cfg.seed, f"scaling-n{n}-s{j}", cfg.prompt)
-            select[(n, j)] = run(items, f"select_n{n}_s{j}.jsonl", greedy=True)
+            select[(n, j)] = _by_test_order(run(items, name, greedy=True), test, out / name)
     rows = scaling_table(samples, greedy, select, [gold_key(p) for p in test], cfg)
-    atomic_write_json(out / "scaling.json", {"checkpoint": ckpt, "num_test": len(test),
-                                             "num_test_samples": cfg.num_test_samples, "rows": rows})
+    atomic_write_json(out / "scaling.json", {"checkpoint": ckpt, "base_model": cfg.model.base_model,
+                                             "num_test": len(test), "num_test_samples": m, "rows": rows})
     table = write_table(rows, ["N", "SS@N", "SS_std", "MV@N", "MV_std", "pass@N", "pass_std", "Test@1", "subsets"],
                         out / "scaling", title=f"Self-selection vs majority vote ({len(test)} test questions, %)")
     ns = [r["N"] for r in rows]

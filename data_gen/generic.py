@@ -12,11 +12,10 @@ Items without `choices` are free-form: the gold `answer` is a number or short te
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from data_gen.geoqa import DataError, collect, find_split_file, read_records
+from data_gen.geoqa import DataError, collect, find_split_file, read_records, validate_cli
 from data_gen.problem import Problem
 
 
@@ -62,22 +61,5 @@ def load_split(data_dir: str | Path, split: str, *, skip_bad: bool = False, limi
     return problems[:limit] if limit else problems
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    from collections import Counter
-
-    parser = argparse.ArgumentParser(description="Validate a generic dataset folder and print counts.")
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--skip_bad", action="store_true")
-    args = parser.parse_args(argv)
-    problems = load_split(args.data_dir, args.split, skip_bad=args.skip_bad)
-    kinds = Counter("multiple choice" if p.choices else "free-form" for p in problems)
-    print(f"{len(problems)} problems: {dict(kinds)}")
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:
-        sys.exit(f"error: {e}")
+    validate_cli(load_split, "Validate a generic dataset folder and print counts.")

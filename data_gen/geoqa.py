@@ -186,20 +186,23 @@ def load_split(geoqa_dir: str | Path, split: str, *, skip_bad: bool = False, lim
     return problems[:limit] if limit else problems
 
 
-def main(argv: list[str] | None = None) -> None:
+def validate_cli(loader, description: str, argv: list[str] | None = None) -> None:
+    """`python -m data_gen.<loader module> --data_dir DIR --split S`: load a split, print counts."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Validate a GeoQA-format folder and print counts.")
-    parser.add_argument("--geoqa_dir", required=True)
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data_dir", "--geoqa_dir", required=True, help="the data folder")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--skip_bad", action="store_true")
+    parser.add_argument("--skip_bad", action="store_true", help="skip and count bad items instead of failing")
     args = parser.parse_args(argv)
-    problems = load_split(args.geoqa_dir, args.split, skip_bad=args.skip_bad)
-    print(f"{len(problems)} problems; answers {dict(sorted(Counter(p.answer for p in problems).items()))}")
+    try:
+        problems = loader(args.data_dir, args.split, skip_bad=args.skip_bad)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    kinds = Counter("multiple choice" if p.choices else "free-form" for p in problems)
+    answers = Counter(p.answer for p in problems if p.choices)
+    print(f"{len(problems)} problems: {dict(kinds)}; option answers {dict(sorted(answers.items()))}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:
-        sys.exit(f"error: {e}")
+    validate_cli(load_split, "Validate a GeoQA-format folder and print counts.")

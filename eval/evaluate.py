@@ -62,16 +62,25 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
+    """Recompute an iteration's metrics from its files and the run's own config and data."""
     import json
 
-    from core.io import read_json
-    from data_gen.geoqa import load_split as _  # noqa: F401  (import check only)
+    from core.config import RunConfig, apply_yaml
+    from data_gen.sources import load_problems
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        sys.exit("usage: python -m eval.evaluate ITER_DIR")
-    print(json.dumps(read_json(Path(argv[0]) / "metrics.json"), indent=2))
+        sys.exit("usage: python -m eval.evaluate outputs/<run>/iter_<k>")
+    iter_dir = Path(argv[0])
+    run_dir = iter_dir.resolve().parent
+    if not (run_dir / "config.yaml").is_file():
+        sys.exit(f"{iter_dir}: no config.yaml in {run_dir}; give an iteration folder of a run.")
+    cfg = RunConfig()
+    apply_yaml(cfg, run_dir / "config.yaml")
+    metrics = iteration_metrics(iter_dir, load_problems(cfg.data, "test", run_dir, cfg.seed))
+    print(json.dumps(metrics, indent=2))
+    return metrics
 
 
 if __name__ == "__main__":

@@ -105,3 +105,22 @@ def warm_tiny_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     train(cfg, model_path=str(tiny_model_dir), dataset_dir=work / "sft_data", dataset_name="warm", iter_dir=work,
           seed=0, image_min_pixels=3136, image_max_pixels=64 * 28 * 28)
     return work / MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def warm_sampled_run_dir(warm_tiny_model_dir, tmp_path_factory) -> Path:
+    """A run.py folder holding iteration 0 only, sampled by the warm tiny model (no training).
+
+    total_iters=0 with sample_last_train=true: config.yaml, data/ (24 GeoSynth train / 4 test
+    questions) and iter_0/{train,test}_samples.jsonl with 4 samples per question. For stages that
+    read a run's train-sample pool, e.g. `self_select_scaling.py --train_select_mix true`.
+    """
+    import run
+    from core.config import RunConfig, parse_args
+
+    out = tmp_path_factory.mktemp("run0")
+    argv = ["--base_model", str(warm_tiny_model_dir), f"output_dir={out}", "run_name=run0", "total_iters=0",
+            "sample_last_train=true", "data.geosynth_train=24", "data.geosynth_test=4", "sample.num_samples=4",
+            "sample.max_new_tokens=64", "sample.batch_size=8"]
+    run.main(parse_args(RunConfig, argv).config)
+    return out / "run0"

@@ -189,3 +189,18 @@ def test_failed_training_stops_the_loop(warm_tiny_model_dir, tmp_path):
     assert "not_an_llamafactory_arg" in message and "full log:" in message
     assert not (tmp_path / "loop" / "iter_1" / "train_done.json").exists()
     assert not (tmp_path / "loop" / "iter_1" / "test_samples.jsonl").exists()  # the loop stopped
+
+
+def test_warmup_sft_before_iteration_0(warm_tiny_model_dir, tmp_path):
+    """warmup.enabled: gold rationales train an adapter first, and iteration 0 samples with it."""
+    argv = loop_args(warm_tiny_model_dir, tmp_path, 0) + ["warmup.enabled=true", "warmup.num_items=8",
+                                                          "data.geosynth_train=8", "data.geosynth_test=4"]
+    run.main(config(argv))
+    d = tmp_path / "loop"
+    assert read_json(d / "warmup" / "train_done.json")["global_step"] == 2
+    assert (d / "warmup" / "model" / "adapter_config.json").is_file()
+    warm_data = json.loads((d / "warmup" / "sft_data" / "r3v_warmup.json").read_text())
+    assert len(warm_data) == 8 and all(r["messages"][1]["content"].rstrip().endswith(("A", "B", "C", "D"))
+                                       for r in warm_data)
+    assert "adapter" in (d / "run.log").read_text().split("iter0/sample_train")[1].split("\n")[1]
+    assert len(read_jsonl(d / "iter_0" / "test_greedy.jsonl")) == 4
