@@ -63,6 +63,10 @@ class ModelConfig:
     dtype: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16 or float32.")
     attn_implementation: str = _f("auto", "auto (flash_attention_2 if installed, else sdpa), "
                                   "sdpa, eager or flash_attention_2.")
+    sdpa_backends: str = _f("flash,efficient,math", "With sdpa on CUDA: the SDPA kernels generation may use, "
+                            "in order (flash, efficient, cudnn, math; empty = PyTorch's choice). cuDNN is "
+                            "left out by default: it costs ~1.6 ms of CPU per call with a padding mask "
+                            "(DESIGN.md §5).")
     min_pixels: int = _f(3136, "Smallest image area given to the vision encoder (pixels).")
     max_pixels: int = _f(401408, "Largest image area given to the vision encoder (pixels); "
                          "512x784 by default, matching LLaMA-Factory's training cap.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from infer.model import LoadedModel
+from infer.model import LoadedModel, attention_context
 from infer.sampling import SeededSampler, stable_seed
 
 
@@ -69,6 +69,18 @@ def stop_token_ids(loaded: LoadedModel) -> list[int]:
     return ids
 
 
+def _generate(loaded: LoadedModel, inputs, params: GenParams, requests: list[Request], k: int, kwargs: dict):
+    if params.greedy:
+        return loaded.model.generate(**inputs, do_sample=False, num_beams=1, temperature=None, top_p=None,
+                                     top_k=None, **kwargs)
+    # Row order of generate's expansion is question-major: q0s0, q0s1, ..., q1s0, ...
+    row_seeds = torch.tensor([stable_seed(r.seed, i) for r in requests for i in range(k)], device=loaded.device)
+    sampler = SeededSampler(row_seeds, inputs["input_ids"].shape[1], temperature=params.temperature,
+                            top_k=params.top_k, top_p=params.top_p)
+    return loaded.model.generate(**inputs, do_sample=True, num_return_sequences=k, temperature=1.0,
+                                 top_k=0, top_p=1.0, logits_processor=[sampler], **kwargs)
+
+
 @torch.inference_mode()
 def generate_batch(loaded: LoadedModel, requests: list[Request], params: GenParams) -> list[list[Output]]:
     """Return, per request, its K outputs (in sample-index order)."""
@@ -79,16 +91,8 @@ def generate_batch(loaded: LoadedModel, requests: list[Request], params: GenPara
     pad_id = loaded.processor.tokenizer.pad_token_id
     kwargs = dict(max_new_tokens=params.max_new_tokens, min_new_tokens=params.min_new_tokens or None,
                   eos_token_id=stops, pad_token_id=pad_id if pad_id is not None else stops[0])
-    if params.greedy:
-        out = loaded.model.generate(**inputs, do_sample=False, num_beams=1, temperature=None, top_p=None,
-                                    top_k=None, **kwargs)
-    else:
-        # Row order of generate's expansion is question-major: q0s0, q0s1, ..., q1s0, ...
-        row_seeds = torch.tensor([stable_seed(r.seed, i) for r in requests for i in range(k)])
-        sampler = SeededSampler(row_seeds, prompt_length, temperature=params.temperature,
-                                top_k=params.top_k, top_p=params.top_p)
-        out = loaded.model.generate(**inputs, do_sample=True, num_return_sequences=k, temperature=1.0,
-                                    top_k=0, top_p=1.0, logits_processor=[sampler], **kwargs)
+    with attention_context(loaded.cfg, loaded.device):
+        out = _generate(loaded, inputs, params, requests, k, kwargs)
     new_tokens = out[:, prompt_length:].tolist()
     results: list[list[Output]] = []
     for q in range(len(requests)):

@@ -33,6 +33,7 @@ class LoadedModel:
     processor: Any
     device: torch.device
     description: str
+    cfg: ModelConfig
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -50,6 +51,24 @@ def pick_attention(name: str, device: torch.device) -> str:
     if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
+
+
+def attention_context(cfg: ModelConfig, device: torch.device):
+    """The SDPA kernels generation may use (a no-op on CPU or with another attention)."""
+    import contextlib
+
+    if device.type != "cuda" or not cfg.sdpa_backends.strip():
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    names = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+             "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+    try:
+        backends = [names[n.strip()] for n in cfg.sdpa_backends.split(",") if n.strip()]
+    except KeyError as e:
+        raise ModelError(f"model.sdpa_backends={cfg.sdpa_backends!r}: unknown kernel {e}; use a comma list "
+                         f"of {', '.join(names)}.") from None
+    return sdpa_kernel(backends, set_priority=True)
 
 
 def check_model_dir(path: str | Path, what: str = "model.base_model") -> Path:
@@ -97,4 +116,4 @@ def load(cfg: ModelConfig, checkpoint: str | Path | None = None, device: torch.d
     processor.tokenizer.padding_side = "left"
     desc = f"{weights}" + (f" + adapter {adapter}" if adapter else "") + f" ({dtype}, {attn}, {device})"
     log.info("loaded %s", desc)
-    return LoadedModel(model, processor, device, desc)
+    return LoadedModel(model, processor, device, desc, cfg)

@@ -80,8 +80,9 @@ class SeededSampler:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_length
-        seeds = self.row_seeds.to(scores.device)
-        tokens = sample_tokens(scores, seeds, step, temperature=self.temperature, top_k=self.top_k,
+        if self.row_seeds.device != scores.device:
+            self.row_seeds = self.row_seeds.to(scores.device)  # once, not every step
+        tokens = sample_tokens(scores, self.row_seeds, step, temperature=self.temperature, top_k=self.top_k,
                                top_p=self.top_p)
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, tokens.unsqueeze(1), 0.0)
