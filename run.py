@@ -46,7 +46,9 @@ log = get_logger("run")
 
 # Keys that may change when a run is resumed: extending the run or moving it to other hardware
 # does not change what the finished steps computed.
-RESUMABLE_CHANGES = ("total_iters", "export_final", "sample.num_processes", "train.num_gpus", "train.nnodes")
+RESUMABLE_CHANGES = ("total_iters", "export_final", "sample.num_processes", "sample.accelerate_config",
+                     "sample.num_machines", "sample.node_wait_s", "model.sdpa_backends", "train.num_gpus",
+                     "train.nnodes")
 
 
 @dataclass

@@ -301,6 +301,16 @@ def starting_point(cfg: TrainConfig, base_model: str | Path,
 # --------------------------------------------------------------------------- training
 
 
+def wait_for_file(path: Path, timeout_s: float, poll_s: float = 5.0) -> None:
+    """Block until `path` exists (written by node 0 on shared storage), or raise after timeout_s."""
+    deadline = time.time() + timeout_s
+    while not path.is_file():
+        if time.time() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s: node 0 did not finish "
+                               f"training, or the run folder is not on storage shared by all nodes.")
+        time.sleep(poll_s)
+
+
 def visible_gpus() -> int:
     import torch
 
@@ -330,6 +340,10 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
         log.info("training already done (%s): train loss %s; skipping", iter_dir / DONE_FILE, done.get("train_loss"))
         return output_dir
 
+    env_nodes = int(os.environ.get("NNODES", "1") or 1)
+    if env_nodes != cfg.nnodes and (env_nodes > 1 or cfg.nnodes > 1):
+        raise ValueError(f"NNODES={env_nodes} in the environment but train.nnodes={cfg.nnodes}: set "
+                         f"train.nnodes={env_nodes} (sampling follows NNODES, training must match it).")
     gpus = visible_gpus()
     if cfg.num_gpus > gpus:
         raise ValueError(f"train.num_gpus={cfg.num_gpus} but {gpus} GPU(s) are visible; lower it or "
@@ -370,7 +384,10 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
     run_logged(argv, log_path, env=subprocess_env(env))  # raises CommandError with the log's tail
     log.info("training took %.0f s", time.time() - started)
     if not main_node:
-        return output_dir  # global rank 0 (node 0) writes the model and train_done.json
+        # Node 0 writes the model and train_done.json to the shared folder; wait for them so this
+        # node's run.py does not go on before the step is recorded.
+        wait_for_file(iter_dir / DONE_FILE, timeout_s=float(os.environ.get("R3V_NODE_WAIT_S", "1800")))
+        return output_dir
     return _finish(cfg, output_dir, iter_dir, yaml_path, log_path)
 
 
