@@ -157,7 +157,19 @@ class WarmupConfig:
 
 
 @dataclass
-class RunConfig:
+class StageConfigs:
+    """The stage options that run.py and self_select_scaling.py share."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class RunConfig(StageConfigs):
     """The self-training loop (run.py)."""
 
     run_name: str = _f("", "Run folder name under output_dir (default: derived from data and model).")
@@ -169,17 +181,11 @@ class RunConfig:
     select_at_iter0: bool = _f(False, "Also measure self-selection with the untrained base model.")
     export_final: bool = _f(False, "After the last iteration, merge its LoRA adapter into a full model "
                             "in <run>/final_model (llamafactory-cli export).")
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    mix: MixConfig = field(default_factory=MixConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
 
 @dataclass
-class ScalingConfig:
+class ScalingConfig(StageConfigs):
     """Test-time self-selection scaling (self_select_scaling.py)."""
 
     ckpt_dir: str = _f("", "Checkpoint to evaluate: a LLaMA-Factory LoRA output folder or a full model "
@@ -195,12 +201,6 @@ class ScalingConfig:
                                 "reference did; it is then the model evaluated.")
     run_dir: str = _f("", "Self-training run folder whose train samples feed train_select_mix "
                       "(default: found from ckpt_dir).")
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    mix: MixConfig = field(default_factory=MixConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # The seed's flags (SEED.md) mapped to their dotted keys.
