@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 import statistics
 import sys
@@ -80,6 +81,11 @@ INHERITED_SECTIONS = ("data", "model", "prompt", "mix", "train")
 RESUMABLE_CHANGES = ("out", "sample.batch_size", "sample.num_processes", "train.num_gpus", "train.nnodes")
 
 
+def _abs(path: str | Path) -> Path:
+    """Absolute, with `..` folded, symlinks kept (a checkpoint may be a link into LLaMA-Factory/saves/)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
 def find_run_dir(cfg: ScalingConfig) -> Path | None:
     """The self-training run folder: --run_dir, or the folder above <run>/iter_k/checkpoint."""
     if cfg.run_dir:
@@ -87,10 +93,10 @@ def find_run_dir(cfg: ScalingConfig) -> Path | None:
         if not run_dir.is_dir():
             raise ConfigError(f"run_dir={cfg.run_dir!r}: no such folder; pass the self-training run "
                               f"folder (the one with config.yaml and iter_0/, iter_1/, ...).")
-        return run_dir.absolute()
+        return _abs(run_dir)
     if cfg.ckpt_dir:
-        # The path as given first (a checkpoint may be a link into LLaMA-Factory/saves/), then resolved.
-        for ckpt in dict.fromkeys((Path(cfg.ckpt_dir).expanduser().absolute(), Path(cfg.ckpt_dir).resolve())):
+        # The path as given first (the link, if it is one), then resolved.
+        for ckpt in dict.fromkeys((_abs(cfg.ckpt_dir), Path(cfg.ckpt_dir).expanduser().resolve())):
             for parent in ckpt.parents:
                 if (parent / "config.yaml").is_file() and (parent / "iter_0").is_dir():
                     return parent
@@ -101,7 +107,7 @@ def ckpt_iteration(cfg: ScalingConfig, run_dir: Path | None) -> int | None:
     """k when --ckpt_dir lies in <run_dir>/iter_k/ (the reference read N from `iter(\\d+)`)."""
     if not cfg.ckpt_dir or run_dir is None:
         return None
-    for ckpt in (Path(cfg.ckpt_dir).expanduser().absolute(), Path(cfg.ckpt_dir).resolve()):
+    for ckpt in (_abs(cfg.ckpt_dir), Path(cfg.ckpt_dir).expanduser().resolve()):
         for base in (run_dir, run_dir.resolve()):
             try:
                 first = ckpt.relative_to(base).parts[0]
@@ -118,10 +124,10 @@ def model_name(cfg: ScalingConfig) -> str:
     if cfg.train_select_mix:
         return "select_mix"
     if cfg.ckpt_dir:
-        ckpt = Path(cfg.ckpt_dir).expanduser().absolute()
+        ckpt = _abs(cfg.ckpt_dir)
         # LLaMA-Factory output folders are <iter dir>/model: name them by the iteration.
         return ckpt.parent.name if ckpt.name == "model" else ckpt.name
-    return Path(cfg.model.base_model).expanduser().absolute().name
+    return _abs(cfg.model.base_model).name
 
 
 def output_dir(cfg: ScalingConfig, run_dir: Path | None = None) -> Path:
@@ -159,7 +165,7 @@ def effective_config(cfg: ScalingConfig) -> dict:
     for section, key in ((None, "ckpt_dir"), (None, "run_dir"), ("model", "base_model"), ("data", "geoqa_dir")):
         tree = d[section] if section else d
         if tree[key]:
-            tree[key] = str(Path(tree[key]).expanduser().absolute())
+            tree[key] = str(_abs(tree[key]))
     return d
 
 

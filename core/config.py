@@ -190,7 +190,8 @@ class ScalingConfig(StageConfigs):
 
     ckpt_dir: str = _f("", "Checkpoint to evaluate: a LLaMA-Factory LoRA output folder or a full model "
                        "folder (e.g. outputs/<run>/iter_3/model). Empty = the base model.")
-    out: str = _f("", "Output folder (default: <run folder of ckpt_dir>/scaling, or outputs/scaling-<name>).")
+    out: str = _f("", "Output folder (default: <run folder of ckpt_dir>/scaling_<name>, or "
+                  "outputs/scaling-<name>; see self_select_scaling.py).")
     seed: int = _f(42, "Seed for sampling, candidate shuffles and subset draws.")
     max_select_num: int = _f(6, "Largest number of candidates N the model selects among.")
     num_test_samples: int = _f(10, "M: samples per test question (M >= max_select_num).")
@@ -199,8 +200,9 @@ class ScalingConfig(StageConfigs):
     train_select_mix: bool = _f(False, "First train the mixed-N select model (select items with "
                                 "N in 2..max_select_num) from the run's train-sample pool, as the "
                                 "reference did; it is then the model evaluated.")
-    run_dir: str = _f("", "Self-training run folder whose train samples feed train_select_mix "
-                      "(default: found from ckpt_dir).")
+    run_dir: str = _f("", "Self-training run folder (default: found from ckpt_dir). Its train samples "
+                      "feed train_select_mix, and its config.yaml supplies the data, model, prompt, mix "
+                      "and train sections left at their defaults here.")
 
 
 # The seed's flags (SEED.md) mapped to their dotted keys.

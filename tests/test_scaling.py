@@ -115,6 +115,8 @@ def test_run_folder_iteration_and_output_names(tmp_path):
     (run / "iter_2" / "model").mkdir(parents=True)
     cfg = scfg(f"ckpt_dir={run}/iter_2/model")
     assert find_run_dir(cfg) == run and ckpt_iteration(cfg, run) == 2
+    dotted = scfg(f"ckpt_dir={run}/iter_0/../iter_2/model")
+    assert find_run_dir(dotted) == run and ckpt_iteration(dotted, run) == 2
     assert output_dir(cfg, run) == run / "scaling_iter_2"
     assert output_dir(scfg(f"ckpt_dir={run}/iter_2/model", "train_select_mix=true"), run) == run / "scaling_select_mix"
     assert output_dir(scfg(f"run_dir={run}", "--base_model", "/m/Qwen2-VL-7B"), run) == run / "scaling_Qwen2-VL-7B"
@@ -259,6 +261,7 @@ def test_scaling_run_on_the_tiny_model(base_scaling):
 def test_rerun_reuses_every_file_and_a_changed_config_is_refused(base_scaling, warm_tiny_model_dir, monkeypatch):
     out, rows = base_scaling
     files = sorted(out.glob("*.jsonl"))
+    table = (out / "scaling.md").read_text()
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     from infer import model
 
@@ -269,6 +272,7 @@ def test_rerun_reuses_every_file_and_a_changed_config_is_refused(base_scaling, w
     # The batch size does not change what a question's samples are, so it may change on a rerun.
     again = self_select_scaling.main(scfg(*scaling_argv(warm_tiny_model_dir, out, "sample.batch_size=3")))
     assert again == rows and read_json(out / "scaling.json")["rows"] == rows
+    assert (out / "scaling.md").read_text() == table
     assert sorted(out.glob("*.jsonl")) == files and {p: p.stat().st_mtime_ns for p in files} == mtimes
     with pytest.raises(ConfigError, match=r"changed keys:\n  num_subsets: 2 -> 3"):
         self_select_scaling.main(scfg(*scaling_argv(warm_tiny_model_dir, out, "num_subsets=3")))
@@ -312,7 +316,7 @@ def test_train_select_mix_trains_on_the_run_pool_and_evaluates_that_adapter(warm
     assert (adapter / "adapter_model.safetensors").is_file()
     assert read_json(out / "select_mix" / "train_done.json")["global_step"] == 2
     assert saved["checkpoint"] == str(adapter.resolve()) and set(model_loads) == {str(adapter.resolve())}
-    assert saved["base_model"] == read_json_yaml(run / "config.yaml")["model"]["base_model"]
+    assert saved["base_model"] == yaml.safe_load((run / "config.yaml").read_text())["model"]["base_model"]
     # The run's data: its 4 test questions, nothing generated into the output folder.
     assert saved["num_test"] == 4 and not (out / "data").exists()
     assert {r["id"] for r in read_jsonl(out / "test_samples.jsonl")} == \
@@ -326,6 +330,3 @@ def test_train_select_mix_trains_on_the_run_pool_and_evaluates_that_adapter(warm
     assert len(ns) == stats["kinds"]["select"] > 0
     assert set(ns) == {2, 3}, ns
 
-
-def read_json_yaml(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
