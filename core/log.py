@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 LOGGER_NAME = "r3v"
+_file_handler: logging.FileHandler | None = None
 
 
 def rank() -> int:
@@ -33,17 +34,25 @@ def get_logger(name: str = "") -> logging.Logger:
 
 
 def add_file_log(path: str | Path) -> None:
-    """Also append this process's log (main process only) to a file in the run folder."""
+    """Send this process's log (main process only) to a file in the run folder.
+
+    One run file at a time: a process that runs several runs (tests, notebooks) moves the file
+    handler instead of writing every later run into every earlier run's log.
+    """
+    global _file_handler
     if not is_main_process():
         return
     root = logging.getLogger(LOGGER_NAME)
     path = str(Path(path).resolve())
-    if any(getattr(h, "baseFilename", None) == path for h in root.handlers):
-        return
+    if _file_handler is not None:
+        if _file_handler.baseFilename == path:
+            return
+        root.removeHandler(_file_handler)
+        _file_handler.close()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root.addHandler(handler)
+    _file_handler = logging.FileHandler(path)
+    _file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(_file_handler)
 
 
 def log_counts(logger: logging.Logger, what: str, counts: dict[str, int]) -> None:

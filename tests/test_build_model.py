@@ -149,7 +149,7 @@ def test_corpus_file_extends_the_tiny_vocabulary(tmp_path):
 
 
 def test_unknown_size_names_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: tiny, 3b, 7b"):
+    with pytest.raises(ValueError, match="valid: tiny, small, 3b, 7b"):
         check_combination("qwen2_5_vl", "2b")
     with pytest.raises(SystemExit):
         main(["--out", "unused", "--arch", "qwen2_vl", "--size", "3b"])
@@ -262,3 +262,13 @@ def test_real_2b_builds_and_generates_on_gpu(tmp_path, tiny_images):
     inputs = processor(text=[text], images=images, return_tensors="pt").to("cuda")
     out_ids = model.generate(**inputs, max_new_tokens=4, do_sample=True, num_return_sequences=3)
     assert out_ids.shape[0] == 3
+
+
+def test_small_size_config():
+    """The small size (train/geosynth_model.py): ~8M parameters, mrope sections summing to head_dim / 2."""
+    from infer.build_model import build_config
+
+    config = build_config("qwen2_vl", "small", vocab_size=2700)
+    text = config.text_config
+    assert text.hidden_size == 256 and text.num_hidden_layers == 6
+    assert sum(text.rope_scaling["mrope_section"]) == text.hidden_size // text.num_attention_heads // 2

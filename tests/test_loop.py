@@ -202,5 +202,5 @@ def test_warmup_sft_before_iteration_0(warm_tiny_model_dir, tmp_path):
     warm_data = json.loads((d / "warmup" / "sft_data" / "r3v_warmup.json").read_text())
     assert len(warm_data) == 8 and all(r["messages"][1]["content"].rstrip().endswith(("A", "B", "C", "D"))
                                        for r in warm_data)
-    assert "adapter" in (d / "run.log").read_text().split("iter0/sample_train")[1].split("\n")[1]
+    assert "adapter" in (d / "run.log").read_text().split("iter0/sample_test")[1].split("\n")[1]
     assert len(read_jsonl(d / "iter_0" / "test_greedy.jsonl")) == 4
