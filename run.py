@@ -2,7 +2,7 @@
 
     python run.py                                       # embedded default: GeoSynth + the small model
     python run.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data --total_iters 3 --batch_size 4
-    python run.py --config configs/geoqa_qwen2vl_7b.yaml sample.temperature=1.0
+    python run.py --config my_run.yaml sample.temperature=1.0 train.learning_rate=1e-4
     python run.py --help                                # every option
 
 Iteration 0 samples the train set K times with the base model and evaluates it on the test set
@@ -29,7 +29,6 @@ from core.config import REPO_ROOT, ConfigError, RunConfig, diff_configs, parse_a
 from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from core.proc import CommandError
-from data_gen import prompts
 from data_gen.geoqa import DataError
 from data_gen.llamafactory import write_dataset
 from data_gen.problem import Problem
@@ -46,7 +45,7 @@ log = get_logger("run")
 
 # Keys that may change when a run is resumed: extending the run or moving it to other hardware
 # does not change what the finished steps computed.
-RESUMABLE_CHANGES = ("total_iters", "export_final", "sample.num_processes", "sample.accelerate_config",
+RESUMABLE_CHANGES = ("total_iters", "export_final", "sample.batch_size", "sample.num_processes", "sample.accelerate_config",
                      "sample.num_machines", "sample.node_wait_s", "model.sdpa_backends", "train.num_gpus",
                      "train.nnodes")
 
@@ -130,7 +129,7 @@ def model_for(run: Run, k: int) -> str | None:
 
 def sample(run: Run, k: int, items: list[Item], out: Path, *, greedy: bool = False) -> None:
     sample_items(items, out, model_cfg=run.cfg.model, sample_cfg=run.cfg.sample,
-                 checkpoint=model_for(run, k), greedy=greedy)
+                 checkpoint=model_for(run, k), greedy=greedy, rel_tol=run.cfg.data.rel_tol)
 
 
 def cot(run: Run, k: int, problems: list[Problem], split: str, *, sampling_prompt: bool = False) -> list[Item]:
@@ -152,8 +151,10 @@ def pool(run: Run, k: int) -> list[tuple[int, list[dict]]]:
 def build_iteration_mix(run: Run, k: int) -> None:
     items, stats = build_mix(run.train, pool(run, k), k, run.cfg.seed, run.cfg.mix, run.cfg.prompt)
     if run.cfg.warmup.enabled:
-        items += warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
-        stats["kinds"]["warmup"] = run.cfg.warmup.num_items
+        warm = warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
+        items += warm  # order does not matter: LLaMA-Factory shuffles the training data
+        stats["kinds"]["warmup"] = len(warm)
+        stats["total"] = len(items)
     log.info("mix for iteration %d: %s; candidates: %s", k, stats["kinds"], stats["candidates"])
     data_dir = run.iter_dir(k) / "sft_data"
     write_dataset(items, data_dir, f"r3v_iter{k}")
@@ -174,7 +175,7 @@ def train_iteration(run: Run, k: int, work_dir: Path, dataset: str) -> None:
 def run_warmup(run: Run) -> None:
     wdir = run.dir / "warmup"
     items = warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
-    step(run, "warmup/data", wdir / "sft_data" / "r3v_warmup.json",
+    step(run, "warmup/data", wdir / "sft_data" / "dataset_info.json",  # written after the data file
          lambda: write_dataset(items, wdir / "sft_data", "r3v_warmup"))
     step(run, "warmup/train", wdir / DONE_FILE, lambda: train_iteration(run, -1, wdir, "r3v_warmup"))
 
@@ -249,8 +250,10 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     if cfg.export_final and cfg.total_iters >= 1 and cfg.train.finetuning_type == "lora":
         from train.export import export_merged
 
-        step(run, "export", run_dir / "final_model" / "config.json",
-             lambda: export_merged(cfg.model.base_model, model_for(run, cfg.total_iters), run_dir / "final_model"))
+        # Inside the last iteration's folder, so extending the run exports the new last model.
+        merged = run.iter_dir(cfg.total_iters) / "merged"
+        step(run, f"iter{cfg.total_iters}/export", merged / "config.json",
+             lambda: export_merged(cfg.model.base_model, model_for(run, cfg.total_iters), merged))
     log.info("done: %s (table %s, plot %s)", run_dir, run_dir / "metrics.md", run_dir / "metrics.png")
     return all_metrics
 
@@ -262,7 +265,7 @@ EMBEDDED_DEFAULT = REPO_ROOT / "configs" / "geosynth_small.yaml"
 def with_embedded_default(argv: list[str]) -> list[str]:
     """Prepend the embedded default recipe unless a config file or another base model is given."""
     names = {a.split("=")[0].lstrip("-") for a in argv}
-    if names & {"config", "base_model", "model.base_model"}:
+    if names & {"config", "base_model", "model.base_model", "geoqa_dir", "data.geoqa_dir", "data.dataset"}:
         return argv
     return ["--config", str(EMBEDDED_DEFAULT), *argv]
 
@@ -277,5 +280,5 @@ def cli(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         cli()
-    except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError) as e:
+    except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError, TimeoutError) as e:
         sys.exit(f"error: {e}")

@@ -196,6 +196,12 @@ def train_pool(run_dir: Path, last: int | None) -> list[tuple[int, list[dict]]]:
     if not found:
         upto = f" up to iter_{last}" if last is not None else ""
         raise FileNotFoundError(f"{run_dir}: no iter_*/train_samples.jsonl{upto} to build the select mix from.")
+    ks = {k for k, _ in found}
+    missing = sorted(set(range(max(ks) + 1 if last is None else last + 1)) - ks)
+    if missing:
+        log.warning("%s: no train samples for iteration(s) %s (a run samples its last iteration's train "
+                    "set only with sample_last_train=true); the select mix uses iterations %s",
+                    run_dir, missing, sorted(ks))
     return [(k, read_jsonl(path)) for k, path in sorted(found)]
 
 
@@ -289,7 +295,8 @@ def main(cfg: ScalingConfig) -> list[dict]:
              f" + {ckpt}" if ckpt else "", len(test), cfg.num_test_samples)
 
     def run(items, name, **kw):
-        return sample_items(items, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample, checkpoint=ckpt, **kw)
+        return sample_items(items, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample, checkpoint=ckpt,
+                            rel_tol=cfg.data.rel_tol, **kw)
 
     samples = _by_test_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_samples.jsonl",
                                  num_samples=cfg.num_test_samples), test, out / "test_samples.jsonl")
@@ -325,5 +332,5 @@ def main(cfg: ScalingConfig) -> list[dict]:
 if __name__ == "__main__":
     try:
         main(parse_args(ScalingConfig, prog="self_select_scaling.py", doc=__doc__).config)
-    except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError) as e:
+    except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError, TimeoutError) as e:
         sys.exit(f"error: {e}")

@@ -51,6 +51,8 @@ class DataConfig:
     train_limit: int = _f(0, "Use only the first N train problems (0 = all).")
     test_limit: int = _f(0, "Use only the first N test problems (0 = all).")
     skip_bad: bool = _f(False, "Skip malformed items (counted and reported) instead of failing.")
+    rel_tol: float = _f(0.0, "Relative tolerance for free-form numeric answers (ChartQA's relaxed "
+                        "accuracy: 0.05); 0 = exact.")
     geosynth_train: int = _f(400, "GeoSynth: number of train problems to generate.")
     geosynth_test: int = _f(200, "GeoSynth: number of test problems to generate.")
     geosynth_difficulty: int = _f(1, "GeoSynth: difficulty level 1..3.")
@@ -79,10 +81,11 @@ class PromptConfig:
     cot_instruction: str = _f("Answer the question with Chain-of-Thought.",
                               "Instruction appended to the question for CoT answers.")
     sample_instruction: str = _f(
-        "Answer the question with Chain-of-Thought as short as possible without losing accuracy. "
-        'Finally answer with option from choices with prefix "Answer: ".',
-        "Instruction for iteration-0 sampling with the base model (empty = cot_instruction). "
-        "Its targets are trained under cot_instruction.")
+        "", "Instruction for iteration-0 sampling with the base model; empty = cot_instruction, so "
+        "rationales are trained under the prompt they were written for. The reference asked for "
+        "'Answer the question with Chain-of-Thought as short as possible without losing accuracy. "
+        "Finally answer with option from choices with prefix \"Answer: \".' and then trained the "
+        "answers under cot_instruction (REFERENCE.md §2, §7.8).")
     refine_instruction: str = _f("Judge the correctness of the model's prediction and refine it.",
                                  "Instruction closing a self-refine prompt.")
     select_instruction: str = _f(
@@ -180,7 +183,7 @@ class RunConfig(StageConfigs):
                                  "later run or the select-mix model uses it; the reference did).")
     select_at_iter0: bool = _f(False, "Also measure self-selection with the untrained base model.")
     export_final: bool = _f(False, "After the last iteration, merge its LoRA adapter into a full model "
-                            "in <run>/final_model (llamafactory-cli export).")
+                            "in <run>/iter_<last>/merged (llamafactory-cli export).")
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
 
@@ -377,8 +380,8 @@ def parse_args(cls: type, argv: list[str] | None = None, *, aliases: dict[str, s
     for name, value in pairs:
         key = all_aliases.get(name, name)
         _set(cfg, key, value, "command line", valid)
-        if name == "geoqa_dir" and hasattr(cfg, "data"):
-            cfg.data.dataset = "geoqa"  # the seed's --geoqa_dir always meant GeoQA
+        if name == "geoqa_dir" and hasattr(cfg, "data") and cfg.data.dataset == "geosynth":
+            cfg.data.dataset = "geoqa"  # the seed's --geoqa_dir meant GeoQA (unless another format was named)
     return ParsedArgs(cfg, seen_flags)
 
 

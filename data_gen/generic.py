@@ -44,7 +44,9 @@ def _hf_records(data_dir: Path, split: str) -> Iterator[tuple[str, Any]]:
             image_dir.mkdir(parents=True, exist_ok=True)
             path = image_dir / f"{row.get('id', i)}.png"
             if not path.is_file():
-                image.convert("RGB").save(path)
+                tmp = path.with_name(f".{path.name}.tmp")
+                image.convert("RGB").save(tmp, format="PNG")
+                tmp.replace(path)  # a killed run never leaves a truncated image behind
             row["image"] = str(path)
         yield f"{data_dir}[{split}] row {i}", row
 

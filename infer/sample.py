@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -140,6 +139,15 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
     bar.close()
+    # In-process sampling must hand the GPU back before llamafactory-cli trains on the same card.
+    generate_fn = None
+    import gc
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return total
 
 

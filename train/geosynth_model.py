@@ -16,7 +16,6 @@ card (README.md) that records how it was made and what it scored.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
