@@ -23,10 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
-from core.config import REPO_ROOT, ConfigError, RunConfig, diff_configs, parse_args, to_dict
-from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from core.config import REPO_ROOT, ConfigError, RunConfig, parse_args, save_or_check, to_dict
+from core.io import atomic_write_json, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from core.proc import CommandError
 from data_gen.geoqa import DataError
@@ -78,18 +77,11 @@ def open_run_dir(cfg: RunConfig, restart: bool) -> Path:
     if restart and run_dir.exists():
         log.info("--restart: removing %s", run_dir)
         shutil.rmtree(run_dir)
-    if saved.is_file():
-        old = yaml.safe_load(saved.read_text())
-        changed = [c for c in diff_configs(old, to_dict(cfg))
-                   if not c.split(":")[0] in RESUMABLE_CHANGES]
-        if changed:
-            raise ConfigError(f"{run_dir} holds a run with another config; changed keys:\n  "
-                              + "\n  ".join(changed)
-                              + "\nRerun with the same options to resume, pass run_name=NEW for a "
-                                "new run, or --restart to start this one over.")
-        log.info("resuming %s", run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if save_or_check(saved, to_dict(cfg), RESUMABLE_CHANGES, str(run_dir),
+                     "Rerun with the same options to resume, pass run_name=NEW for a new run, or "
+                     "--restart to start this one over."):
+        log.info("resuming %s", run_dir)
     add_file_log(run_dir / "run.log")
     return run_dir
 

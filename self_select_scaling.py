@@ -57,8 +57,8 @@ from pathlib import Path
 
 import yaml
 
-from core.config import ConfigError, ScalingConfig, diff_configs, parse_args, to_dict
-from core.io import atomic_write_json, atomic_write_text, read_jsonl
+from core.config import ConfigError, ScalingConfig, parse_args, save_or_check, to_dict
+from core.io import atomic_write_json, read_jsonl
 from core.log import add_file_log, get_logger
 from core.proc import CommandError
 from data_gen.geoqa import DataError
@@ -171,19 +171,10 @@ def effective_config(cfg: ScalingConfig) -> dict:
 
 def check_resume(cfg: ScalingConfig, out: Path) -> None:
     """Save the config, or refuse to reuse files that another config produced."""
-    saved = out / CONFIG_FILE
-    new = effective_config(cfg)
-    if saved.is_file():
-        old = yaml.safe_load(saved.read_text()) or {}
-        allowed = RESUMABLE_CHANGES + (() if cfg.train_select_mix else ("max_select_num",))
-        changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
-        if changed:
-            raise ConfigError(f"{out} holds scaling results of another config; changed keys:\n  "
-                              + "\n  ".join(changed)
-                              + "\nRerun with the same options to resume, pass out=NEW_FOLDER, or delete "
-                                f"{out} to start over.")
+    allowed = RESUMABLE_CHANGES + (() if cfg.train_select_mix else ("max_select_num",))
+    if save_or_check(out / CONFIG_FILE, effective_config(cfg), allowed, str(out),
+                     f"Rerun with the same options to resume, pass out=NEW_FOLDER, or delete {out} to start over."):
         log.info("resuming %s", out)
-    atomic_write_text(saved, yaml.safe_dump(new, sort_keys=False))
 
 
 def train_pool(run_dir: Path, last: int | None) -> list[tuple[int, list[dict]]]:

@@ -415,3 +415,21 @@ def diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changed
+
+
+def save_or_check(saved: Path, new: dict, allowed: tuple[str, ...], where: str, fix: str) -> bool:
+    """Save a folder's config, or refuse to reuse the folder when other keys than `allowed` changed.
+
+    Returns True when an earlier config was found (a resume). `fix` tells the user what to do.
+    """
+    resumed = saved.is_file()
+    if resumed:
+        old = yaml.safe_load(saved.read_text()) or {}
+        changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
+        if changed:
+            raise ConfigError(f"{where} holds results of another config; changed keys:\n  "
+                              + "\n  ".join(changed) + f"\n{fix}")
+    from core.io import atomic_write_text
+
+    atomic_write_text(saved, yaml.safe_dump(new, sort_keys=False))
+    return resumed
