@@ -13,9 +13,9 @@ model evaluated. Its pool is iter_0..iter_k when --ckpt_dir is <run>/iter_k/...,
 reference (all iterations when only --run_dir is given).
 
 Run folder. --run_dir, or the self-training folder above --ckpt_dir (the one with config.yaml and
-iter_0/). The config sections data, model, prompt, mix and train that are left entirely at their
-defaults here are taken from the run's config.yaml, so a checkpoint is evaluated on its run's data,
-with its base model and prompts; GeoSynth data is then read from the run's data/ folder. Without a
+iter_0/). Every option of the sections data, model, prompt, sample, mix and train that is left at
+its default here is taken from the run's config.yaml, so a checkpoint is evaluated on its run's data,
+with its base model, prompts and sampling settings (the command line still wins); GeoSynth data is then read from the run's data/ folder. Without a
 run folder, GeoSynth is generated into <out>/data (GeoSynth items depend only on seed, split and
 index, so a run with the same seed has the same test questions).
 
@@ -75,8 +75,8 @@ from infer.sample import cot_items, sample_items
 log = get_logger("scaling")
 
 CONFIG_FILE = "scaling_config.yaml"
-# Sections taken from the run's config.yaml when left at their defaults here.
-INHERITED_SECTIONS = ("data", "model", "prompt", "mix", "train")
+# Sections whose fields, when left at their defaults here, are taken from the run's config.yaml.
+INHERITED_SECTIONS = ("data", "model", "prompt", "sample", "mix", "train")
 # Keys that may change on a rerun: they do not change what the finished files hold.
 RESUMABLE_CHANGES = ("out", "sample.batch_size", "sample.num_processes", "train.num_gpus", "train.nnodes")
 
@@ -139,23 +139,23 @@ def output_dir(cfg: ScalingConfig, run_dir: Path | None = None) -> Path:
 
 
 def inherit_run_config(cfg: ScalingConfig, run_dir: Path) -> list[str]:
-    """Take the sections left at their defaults from the run's config.yaml; returns their names."""
+    """Take from the run's config.yaml every field of the inherited sections that is still at its
+    default here (what the command line did not set); returns the dotted keys taken."""
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return []
     tree = yaml.safe_load(saved.read_text()) or {}
     taken = []
     for section in INHERITED_SECTIONS:
-        current = getattr(cfg, section)
-        default = type(current)()
-        theirs = tree.get(section)
-        if current != default or not isinstance(theirs, dict):
+        current, theirs = getattr(cfg, section), tree.get(section)
+        if not isinstance(theirs, dict):
             continue
-        names = {f.name for f in dataclasses.fields(default)}
-        value = dataclasses.replace(default, **{k: v for k, v in theirs.items() if k in names})
-        if value != current:
-            setattr(cfg, section, value)
-            taken.append(section)
+        default = type(current)()
+        for f in dataclasses.fields(current):
+            if f.name in theirs and getattr(current, f.name) == getattr(default, f.name) \
+                    and theirs[f.name] != getattr(current, f.name):
+                setattr(current, f.name, theirs[f.name])
+                taken.append(f"{section}.{f.name}")
     return taken
 
 
@@ -274,7 +274,7 @@ def main(cfg: ScalingConfig) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     add_file_log(out / "scaling.log")
     if taken:
-        log.info("from %s: sections %s (left at their defaults here)", run_dir / "config.yaml", ", ".join(taken))
+        log.info("from %s (left at their defaults here): %s", run_dir / "config.yaml", ", ".join(taken))
     check_resume(cfg, out)
     log.info("config: %s", to_dict(cfg))
     data_root = run_dir or out

@@ -204,8 +204,8 @@ class ScalingConfig(StageConfigs):
                                 "N in 2..max_select_num) from the run's train-sample pool, as the "
                                 "reference did; it is then the model evaluated.")
     run_dir: str = _f("", "Self-training run folder (default: found from ckpt_dir). Its train samples "
-                      "feed train_select_mix, and its config.yaml supplies the data, model, prompt, mix "
-                      "and train sections left at their defaults here.")
+                      "feed train_select_mix, and its config.yaml supplies every data, model, prompt, "
+                      "sample, mix and train option left at its default here.")
 
 
 # The seed's flags (SEED.md) mapped to their dotted keys.

@@ -138,18 +138,19 @@ def test_run_folder_iteration_and_output_names(tmp_path):
         find_run_dir(scfg("run_dir=/no/such/run"))
 
 
-def test_sections_left_at_defaults_come_from_the_run(tmp_path):
+def test_options_left_at_defaults_come_from_the_run(tmp_path):
     from self_select_scaling import inherit_run_config
 
     run = fake_run(tmp_path, dataset="geoqa", geoqa_dir="/data/geoQA")
     cfg = scfg(f"run_dir={run}")
-    assert inherit_run_config(cfg, run) == ["data", "model"]
+    assert inherit_run_config(cfg, run) == ["data.dataset", "data.geoqa_dir", "model.base_model"]
     assert (cfg.data.dataset, cfg.data.geoqa_dir) == ("geoqa", "/data/geoQA")
     assert cfg.model.base_model == str(tmp_path / "base-7b")
-    # Anything set here wins, section by section.
+    # Anything set here wins, option by option; the rest still comes from the run.
     cfg = scfg(f"run_dir={run}", "--base_model", "/m/other", "data.test_limit=5")
-    assert inherit_run_config(cfg, run) == []
-    assert cfg.model.base_model == "/m/other" and cfg.data.dataset == "geosynth"
+    assert inherit_run_config(cfg, run) == ["data.dataset", "data.geoqa_dir"]
+    assert cfg.model.base_model == "/m/other" and cfg.data.test_limit == 5
+    assert (cfg.data.dataset, cfg.data.geoqa_dir) == ("geoqa", "/data/geoQA")
 
 
 def test_select_mix_pool_stops_at_the_checkpoint_iteration(tmp_path):
