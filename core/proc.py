@@ -28,13 +28,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when its parent dies.
+
+    Without this, `kill -9` of run.py leaves llamafactory-cli training on, and the rerun would start a
+    second training into the same folder. Elsewhere (not Linux) this is a no-op.
+    """
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
     """Run a subprocess with its output teed to a log file; on failure raise with the log's tail."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("running: %s  (log: %s)", " ".join(cmd), log_path)
     with log_path.open("a", encoding="utf-8") as logf:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env if env is not None else dict(os.environ), bufsize=1)
+                                env=env if env is not None else dict(os.environ), bufsize=1,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         assert proc.stdout is not None
         for line in proc.stdout:
             logf.write(line)
