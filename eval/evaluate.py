@@ -44,21 +44,33 @@ def sample_metrics(records: list[dict], golds: dict[str, str | None], *, num_sub
     }
 
 
+def read_matched(path: Path, ids: list[str]) -> list[dict]:
+    """A records file whose ids are exactly the test questions' (else the file belongs to other data)."""
+    records = read_jsonl(path)
+    if sorted(r["id"] for r in records) != sorted(ids):
+        raise ValueError(f"{path}: its {len(records)} records do not match the {len(ids)} test questions by id; "
+                         f"the file belongs to other data. Delete it to redo that step.")
+    return records
+
+
 def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
     """Metrics of one iteration folder from the files that exist in it."""
+    ids = [p.id for p in problems]
     golds = {p.id: gold_key(p) for p in problems}
     metrics: dict = {"num_test": len(problems)}
     greedy = iter_dir / "test_greedy.jsonl"
     if greedy.is_file():
-        metrics["Test@1"] = accuracy([r["correct"][0] for r in read_jsonl(greedy)])
-    samples = iter_dir / "test_samples.jsonl"
-    if samples.is_file():
-        metrics.update(sample_metrics(read_jsonl(samples), golds))
+        metrics["Test@1"] = accuracy([r["correct"][0] for r in read_matched(greedy, ids)])
+    samples_path = iter_dir / "test_samples.jsonl"
+    samples = read_matched(samples_path, ids) if samples_path.is_file() else None
+    if samples:
+        metrics.update(sample_metrics(samples, golds))
     select = iter_dir / "test_select.jsonl"
-    if select.is_file() and samples.is_file():
-        k = len(read_jsonl(samples)[0]["predictions"])
-        metrics[f"SS@{k}"] = accuracy([r["correct"][0] for r in read_jsonl(select)])
-        metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in read_jsonl(select)) / len(problems)
+    if select.is_file() and samples:
+        k = len(samples[0]["predictions"])
+        records = read_matched(select, ids)
+        metrics[f"SS@{k}"] = accuracy([r["correct"][0] for r in records])
+        metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
     return metrics
 
 
