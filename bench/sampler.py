@@ -85,6 +85,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="GeoSynth seed, sampling seeds")
     p.add_argument("--skip_reference", action="store_true", help="time ours only")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--profile", default=None, help="also profile one call of ours (torch.profiler) and write "
+                   "its op tables to this text file")
+    p.add_argument("--profile_tokens", type=int, default=16, help="tokens generated in the profiled call")
     return p
 
 
@@ -326,6 +329,36 @@ def print_table(result: dict) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def profile_ours(loaded, batch, params, new_tokens: int, path: str) -> dict:
+    """One call of ours under torch.profiler (CPU and CUDA); the op tables go to `path`.
+
+    Shows where a decode step's wall time goes (DESIGN.md §5: mostly CPU-side overhead), so each
+    speed change can be aimed and then checked with the same command.
+    """
+    from dataclasses import replace
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if loaded.device.type == "cuda" else [])
+    short = replace(params, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    ours_generate(loaded, batch, short)  # warm
+    sync()
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        ours_generate(loaded, batch, short)
+        sync()
+    wall = time.perf_counter() - start
+    averages = prof.key_averages()
+    tables = [averages.table(sort_by="self_cpu_time_total", row_limit=40)]
+    if loaded.device.type == "cuda":
+        tables.append(averages.table(sort_by="self_cuda_time_total", row_limit=25))
+    Path(path).write_text("\n\n".join(tables) + "\n", encoding="utf-8")
+    gpu_us = sum(getattr(e, "self_device_time_total", 0) or 0 for e in averages)
+    return {"new_tokens": new_tokens, "sequences": len(batch) * params.num_samples, "wall_s": wall,
+            "wall_ms_per_token_step": 1000 * wall / new_tokens,
+            "gpu_kernel_ms_per_token_step": gpu_us / 1000 / new_tokens if gpu_us else None, "tables": str(path)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -379,6 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
                           repeats=args.repeats, warmup_tokens=args.warmup_tokens, seed=args.seed,
                           reference_sampling=REF_SAMPLING, skip_reference=args.skip_reference),
             paths=paths,
+            profile=(profile_ours(loaded, plans["ours"][0][0], params, args.profile_tokens, args.profile)
+                     if args.profile else None),
             ratio=paths["ours"]["tokens_per_s"] / paths["reference"]["tokens_per_s"] if "reference" in paths else None,
         )
     print_table(result)

@@ -101,6 +101,9 @@ def load(cfg: ModelConfig, checkpoint: str | Path | None = None, device: torch.d
     dtype = pick_dtype(cfg.dtype, device)
     attn = pick_attention(cfg.attn_implementation, device)
 
+    from infer.masks import use_fast_masks
+
+    use_fast_masks()
     model = AutoModelForImageTextToText.from_pretrained(str(weights), dtype=dtype, attn_implementation=attn)
     if adapter is not None:
         from peft import PeftModel

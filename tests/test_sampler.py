@@ -242,3 +242,49 @@ def test_real_kill_and_rerun(tiny_model_dir, geosynth_dir, tmp_path):
         if r["id"] in before:
             assert r == before[r["id"]]
     assert records == launch(job_for(tiny_model_dir, items, tmp_path / "ref.jsonl", batch_size=1, max_new_tokens=48))
+
+
+# --------------------------------------------------------------------------- attention masks
+
+
+@pytest.mark.parametrize("q_len,kv_len,offset,pad", [
+    (7, 7, 0, [0, 3]),      # prefill, left padding
+    (1, 12, 0, [0, 5]),     # a decode step with a cache of 11
+    (1, 12, 0, [0, 0]),     # no padding: both may skip the mask (None)
+    (3, 9, 0, [2, 0]),
+], ids=["prefill", "decode", "no-padding", "chunk"])
+def test_fast_mask_equals_transformers_mask(q_len, kv_len, offset, pad):
+    from transformers import masking_utils
+
+    from infer.masks import _hf_sdpa_mask, causal_padding_mask
+
+    attention = torch.ones(2, kv_len, dtype=torch.long)
+    for row, n in enumerate(pad):
+        attention[row, :n] = 0
+    cache_position = torch.arange(kv_len - q_len, kv_len)
+    args = dict(batch_size=2, cache_position=cache_position, kv_length=kv_len, kv_offset=offset,
+                mask_function=masking_utils.causal_mask_function, attention_mask=attention)
+    ours, theirs = causal_padding_mask(**args), _hf_sdpa_mask(**args)
+    if theirs is None:
+        assert ours is None
+    else:
+        assert ours.shape == theirs.shape and torch.equal(ours, theirs.bool())
+
+
+def test_fast_masks_leave_generation_unchanged(tiny_model_dir, geosynth_dir, tmp_path):
+    from transformers import masking_utils
+
+    from infer.masks import _hf_sdpa_mask
+
+    items = make_items(geosynth_dir, 4)
+    fast = launch(job_for(tiny_model_dir, items, tmp_path / "fast.jsonl", batch_size=4))
+    masking_utils.ALL_MASK_ATTENTION_FUNCTIONS.register("sdpa", _hf_sdpa_mask)
+    try:
+        import infer.masks
+
+        original = infer.masks.use_fast_masks
+        infer.masks.use_fast_masks = lambda: None  # load() must not re-register for this run
+        stock = launch(job_for(tiny_model_dir, items, tmp_path / "stock.jsonl", batch_size=4))
+    finally:
+        infer.masks.use_fast_masks = original
+    assert fast == stock
