@@ -72,6 +72,32 @@ def shard_paths(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f"{out.stem}.rank*.jsonl"))
 
 
+def stats_path(out: Path, rank: int | None = None) -> Path:
+    """Timing of sampling: one file per rank while running, `<out>.stats.json` once merged."""
+    return out.with_name(f"{out.stem}.rank{rank}.stats.json" if rank is not None else f"{out.stem}.stats.json")
+
+
+def merge_stats(out: Path) -> dict | None:
+    """Combine the ranks' timings: tokens and questions summed, wall time of the slowest rank."""
+    paths = sorted(out.parent.glob(f"{out.stem}.rank*.stats.json"))
+    ranks = [read_json(p) for p in paths]
+    if not ranks:
+        return None
+    seconds = max(r["seconds"] for r in ranks)
+    tokens = sum(r["tokens"] for r in ranks)
+    questions = sum(r["questions"] for r in ranks)
+    stats = {"ranks": len(ranks), "questions": questions, "tokens": tokens, "seconds": round(seconds, 3),
+             "questions_per_s": round(questions / seconds, 3) if seconds else None,
+             "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+             "peak_gpu_memory_gib": max((r["peak_gpu_memory_gib"] for r in ranks
+                                         if r.get("peak_gpu_memory_gib") is not None), default=None),
+             "per_rank": ranks}
+    atomic_write_json(stats_path(out), stats)
+    for p in paths:
+        p.unlink()
+    return stats
+
+
 def done_records(out: Path) -> dict[str, dict]:
     """Records already written by any rank of any earlier attempt (a torn last line is redone)."""
     done: dict[str, dict] = {}
@@ -139,6 +165,18 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
     bar.close()
+    seconds = time.perf_counter() - start
+    import torch
+
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    # Time of this attempt only (a resumed run counts what it did itself); model loading excluded.
+    atomic_write_json(stats_path(out, rank), {
+        "rank": rank, "questions": total, "sequences": total * params.num_samples,
+        "tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
+        "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"})
+    log.info("%s rank %d: %d questions, %d tokens in %.1f s (%.0f tokens/s)", out.name, rank, total, tokens,
+             seconds, tokens / seconds if seconds else 0.0)
     # In-process sampling must hand the GPU back before llamafactory-cli trains on the same card.
     generate_fn = None
     import gc
@@ -160,6 +198,7 @@ def merge(job: SampleJob) -> list[dict]:
         raise RuntimeError(f"{out}: {len(missing)} requests have no record after sampling "
                            f"(first: {missing[:5]}); rerun the same command to finish them.")
     records = [done[it.id] for it in job.items]
+    merge_stats(out)
     atomic_write_jsonl(out, records)
     for path in shard_paths(out):
         path.unlink()

@@ -53,3 +53,36 @@ def test_bandwidth_floor():
     f = floor(sizes, 288, 214, 4.8e12)
     assert 3.5e-3 < f["step_s"] < 3.9e-3 and abs(f["tokens_per_s"] - 288 / f["step_s"]) < 1e-6
     assert floor(sizes, 288, 214, None)["tokens_per_s"] is None
+
+
+def test_data_parallel_sampling_benchmark_smoke(tmp_path):
+    """bench/sampler_gpus.py with 1 and 2 CPU processes through real `accelerate launch`: same samples."""
+    from bench import sampler_gpus
+
+    out = tmp_path / "gpus.json"
+    result = sampler_gpus.main(["--build", "tiny", "--model", str(tmp_path / "tiny"), "--questions", "8",
+                                "--batch", "2", "--k", "3", "--new_tokens", "8", "--gpus", "1,2",
+                                "--work", str(tmp_path / "work"), "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    one, two = result["runs"]["1"], result["runs"]["2"]
+    assert one["identical_to_baseline"] is None and two["identical_to_baseline"] is True
+    assert (one["ranks"], two["ranks"]) == (1, 2)
+    for run in (one, two):
+        assert run["questions"] == 8 and run["tokens"] == 8 * 3 * 8  # forced length, read back from outputs
+        assert run["tokens_per_s"] > 0 and run["speedup"] > 0
+    assert one["speedup"] == 1.0
+    samples = tmp_path / "work" / "p2" / "samples.jsonl"
+    assert samples.is_file() and not list(samples.parent.glob("*.rank*"))  # shards and rank stats merged
+
+
+def test_sft_benchmark_smoke(tmp_path):
+    """bench/sft.py on CPU: a real llamafactory-cli LoRA run over a mix with 6-candidate select items."""
+    from bench import sft
+
+    result = sft.main(["--build", "tiny", "--model", str(tmp_path / "tiny"), "--work", str(tmp_path / "w"),
+                       "--questions", "4", "--max_steps", "2", "--global_batch", "4", "--gpus", "0"])
+    assert result["six_candidate_items"] == 4  # one 6-candidate select item per question
+    assert set(result["mix"]) == {"qa", "cot", "refine", "select"} and all(result["mix"].values())
+    assert 0 < result["longest_item_tokens"] <= result["cutoff_len"]
+    (run,) = result["runs"]
+    assert run["steps"] == 2 and run["samples"] == 8 and run["tokens_seen"] > 0 and run["tokens_per_s"] > 0

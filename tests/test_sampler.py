@@ -18,7 +18,9 @@ import torch
 
 from core.config import ModelConfig
 from infer.generate import Output
-from infer.sample import Item, SampleJob, done_records, launch, merge, plan_batches, run_shard, shard_path
+from core.io import read_json
+from infer.sample import (Item, SampleJob, done_records, launch, merge, plan_batches, run_shard, shard_path,
+                          stats_path)
 from infer.sampling import sample_tokens, stable_seed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,6 +192,12 @@ def test_two_ranks_merge_to_the_one_rank_result(tmp_path):
     assert set(gens[0].calls[0]).isdisjoint(gens[1].calls[0])
     assert merge(two) == single
     assert [r["id"] for r in single] == [f"q{i}" for i in range(10)]
+    # Timing: one file per rank while sampling, combined by the merge (questions summed, slowest rank).
+    stats = read_json(stats_path(Path(two.out)))
+    assert stats["ranks"] == 2 and stats["questions"] == 10
+    assert stats["tokens"] == sum(sum(r["num_tokens"]) for r in single)
+    assert stats["seconds"] == max(r["seconds"] for r in stats["per_rank"])
+    assert not list(Path(two.out).parent.glob("*.rank*.stats.json"))
     assert single[0]["answers"] == ["A", "A"] and single[1]["correct"] == [False, False]
 
 
