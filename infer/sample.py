@@ -403,7 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     if state.device.type == "cuda":
         import torch
 
-        torch.cuda.set_device(state.device)
+        # One process gets a bare "cuda" device; with several, each rank its own index.
+        torch.cuda.set_device(state.device.index if state.device.index is not None else 0)
     job = SampleJob.from_dict(read_json(args.job))
     run_shard(job, state.process_index, state.num_processes)
     state.wait_for_everyone()
