@@ -37,7 +37,7 @@ class PretrainConfig:
     seed: int = 7
     min_pixels: int = 3136
     max_pixels: int = 224 * 224
-    workers: int = 4
+    workers: int = 4      # processes that encode the items once, before training
 
 
 class Encoder:
@@ -61,20 +61,57 @@ class Encoder:
             enc = self.processor(text=[prompt], images=[im.convert("RGB")], return_tensors="pt")
         response = self.tokenizer(item["response"], add_special_tokens=False)["input_ids"] + [self.end]
         ids = enc["input_ids"][0].tolist()
+        # float16 numpy: half the bytes to send back from a worker process, exact for these pixels' range
         return {"input_ids": ids + response, "labels": [-100] * len(ids) + response,
-                "pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
+                "pixel_values": enc["pixel_values"].numpy().astype("float16"),
+                "image_grid_thw": enc["image_grid_thw"].tolist()}
 
 
-def collate(rows: list[dict], pad_id: int) -> dict:
-    import torch
+_worker_encoder: Encoder | None = None
 
-    length = max(len(r["input_ids"]) for r in rows)
-    pad = lambda seq, value: seq + [value] * (length - len(seq))  # noqa: E731
-    return {"input_ids": torch.tensor([pad(r["input_ids"], pad_id) for r in rows]),
-            "labels": torch.tensor([pad(r["labels"], -100) for r in rows]),
-            "attention_mask": torch.tensor([pad([1] * len(r["input_ids"]), 0) for r in rows]),
-            "pixel_values": torch.cat([r["pixel_values"] for r in rows]),
-            "image_grid_thw": torch.cat([r["image_grid_thw"] for r in rows])}
+
+def _init_worker(model_dir: Path, cfg: PretrainConfig) -> None:
+    global _worker_encoder
+    _worker_encoder = Encoder(model_dir, cfg)
+
+
+def _encode(item: dict) -> dict:
+    return _worker_encoder(item)
+
+
+def encode_all(model_dir: Path, items: list[dict], cfg: PretrainConfig) -> list[dict]:
+    """Every item encoded once (chat template, image preprocessing), in `workers` processes."""
+    if cfg.workers <= 1:
+        _init_worker(model_dir, cfg)
+        return [_encode(it) for it in items]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, (model_dir, cfg)) as pool:
+        return pool.map(_encode, items, chunksize=64)
+
+
+class Batches:
+    """Encoded items held in memory (pixels on the training device); one padded batch per call."""
+
+    def __init__(self, rows: list[dict], pad_id: int, device: str, pixel_dtype):
+        import torch
+
+        self.rows, self.pad_id, self.device = rows, pad_id, device
+        self.pixels = [torch.from_numpy(r["pixel_values"]).to(device=device, dtype=pixel_dtype) for r in rows]
+        self.grids = [torch.tensor(r["image_grid_thw"], device=device) for r in rows]
+
+    def __call__(self, index: list[int]) -> dict:
+        import torch
+
+        rows = [self.rows[i] for i in index]
+        length = max(len(r["input_ids"]) for r in rows)
+        pad = lambda seq, value: seq + [value] * (length - len(seq))  # noqa: E731
+        tensor = lambda x: torch.tensor(x, device=self.device)  # noqa: E731
+        return {"input_ids": tensor([pad(r["input_ids"], self.pad_id) for r in rows]),
+                "labels": tensor([pad(r["labels"], -100) for r in rows]),
+                "attention_mask": tensor([pad([1] * len(r["input_ids"]), 0) for r in rows]),
+                "pixel_values": torch.cat([self.pixels[i] for i in index]),
+                "image_grid_thw": torch.cat([self.grids[i] for i in index])}
 
 
 def step_dir(work: Path, step: int) -> Path:
@@ -103,7 +140,6 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
              on_save: Callable[[int, Path, dict], bool]) -> list[dict]:
     """Train from init_dir (or the newest save under work) until on_save says stop or max_steps."""
     import torch
-    from torch.utils.data import DataLoader, Dataset
     from transformers import AutoModelForImageTextToText
 
     if len(items) < cfg.batch:
@@ -123,13 +159,10 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
     model = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32).to(device).train()
     encoder = Encoder(init_dir, cfg)
     pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else encoder.end
-
-    class Items(Dataset):
-        def __len__(self):
-            return len(items)
-
-        def __getitem__(self, i):
-            return encoder(items[i])
+    t0 = time.time()
+    make_batch = Batches(encode_all(init_dir, items, cfg), pad_id, device,
+                         torch.bfloat16 if device == "cuda" else torch.float32)
+    log.info("encoded %d items in %.0f s", len(items), time.time() - t0)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -140,15 +173,12 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps))
     for _ in range(start):
         sched.step()
-    loader = DataLoader(Items(), batch_sampler=batches(len(items), cfg.batch, cfg.seed, start),
-                        collate_fn=lambda rows: collate(rows, pad_id), num_workers=cfg.workers,
-                        persistent_workers=cfg.workers > 0)
     log.info("pretraining from %s at step %d: %d items, batch %d, lr %g, on %s", source, start, len(items),
              cfg.batch, cfg.lr, device)
     step, losses = start, []
     started = time.time() - (history[-1]["seconds"] if history else 0.0)  # training time, over restarts
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
+    for index in batches(len(items), cfg.batch, cfg.seed, start):
+        batch = make_batch(index)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             loss = model(**batch).loss
         loss.backward()

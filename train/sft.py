@@ -381,6 +381,10 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
     started = time.time()
     with log_path.open("a", encoding="utf-8") as f:
         f.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n")
+    # A datasets cache of this training's own: concurrent trainings (e.g. a run and its ablations on
+    # one machine) then never wait on each other's cache locks in ~/.cache/huggingface/datasets.
+    if "HF_DATASETS_CACHE" not in os.environ:
+        env["HF_DATASETS_CACHE"] = str(iter_dir / "hf_datasets_cache")
     run_logged(argv, log_path, env=subprocess_env(env))  # raises CommandError with the log's tail
     log.info("training took %.0f s", time.time() - started)
     if not main_node:
