@@ -70,8 +70,12 @@ class Encoder:
 _worker_encoder: Encoder | None = None
 
 
-def _init_worker(model_dir: Path, cfg: PretrainConfig) -> None:
+def _init_worker(model_dir: Path, cfg: PretrainConfig, threads: int | None = 1) -> None:
     global _worker_encoder
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # one thread per worker: 16 workers x 16 threads crawl
     _worker_encoder = Encoder(model_dir, cfg)
 
 
@@ -82,7 +86,7 @@ def _encode(item: dict) -> dict:
 def encode_all(model_dir: Path, items: list[dict], cfg: PretrainConfig) -> list[dict]:
     """Every item encoded once (chat template, image preprocessing), in `workers` processes."""
     if cfg.workers <= 1:
-        _init_worker(model_dir, cfg)
+        _init_worker(model_dir, cfg, threads=None)
         return [_encode(it) for it in items]
     import multiprocessing
 
@@ -93,12 +97,18 @@ def encode_all(model_dir: Path, items: list[dict], cfg: PretrainConfig) -> list[
 class Batches:
     """Encoded items held in memory (pixels on the training device); one padded batch per call."""
 
-    def __init__(self, rows: list[dict], pad_id: int, device: str, pixel_dtype):
+    def __init__(self, rows: list[dict], pad_id: int, device: str, pixel_dtype, rope_index):
         import torch
 
         self.rows, self.pad_id, self.device = rows, pad_id, device
         self.pixels = [torch.from_numpy(r["pixel_values"]).to(device=device, dtype=pixel_dtype) for r in rows]
         self.grids = [torch.tensor(r["image_grid_thw"], device=device) for r in rows]
+        # Qwen2-VL's 3D rotary positions, computed once per item: the model's own get_rope_index runs
+        # a Python loop per row and image, which at batch 64 cost more than the 8M model's step.
+        self.positions = []
+        for i in range(len(rows)):
+            ids = torch.tensor([rows[i]["input_ids"]], device=device)
+            self.positions.append(rope_index(ids, self.grids[i], None, torch.ones_like(ids))[0][:, 0])
 
     def __call__(self, index: list[int]) -> dict:
         import torch
@@ -110,6 +120,8 @@ class Batches:
         return {"input_ids": tensor([pad(r["input_ids"], self.pad_id) for r in rows]),
                 "labels": tensor([pad(r["labels"], -100) for r in rows]),
                 "attention_mask": tensor([pad([1] * len(r["input_ids"]), 0) for r in rows]),
+                "position_ids": torch.stack([torch.nn.functional.pad(self.positions[i], (0, length - len(r["input_ids"])),
+                                                                     value=1) for i, r in zip(index, rows)], dim=1),
                 "pixel_values": torch.cat([self.pixels[i] for i in index]),
                 "image_grid_thw": torch.cat([self.grids[i] for i in index])}
 
@@ -160,8 +172,9 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
     encoder = Encoder(init_dir, cfg)
     pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else encoder.end
     t0 = time.time()
-    make_batch = Batches(encode_all(init_dir, items, cfg), pad_id, device,
-                         torch.bfloat16 if device == "cuda" else torch.float32)
+    with torch.no_grad():
+        make_batch = Batches(encode_all(init_dir, items, cfg), pad_id, device,
+                             torch.bfloat16 if device == "cuda" else torch.float32, model.model.get_rope_index)
     log.info("encoded %d items in %.0f s", len(items), time.time() - t0)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

@@ -1,0 +1,54 @@
+"""train/pretrain.py on CPU with the tiny model: batches equal the model's own inputs, and resume."""
+
+import torch
+
+from core.config import PromptConfig
+from data_gen import geosynth
+from data_gen.geoqa import load_split
+from data_gen.reflection import warmup_items
+from train.pretrain import Batches, Encoder, PretrainConfig, encode_all, pretrain
+
+
+def items_for(tmp_path, n=12):
+    geosynth.generate(tmp_path / "data", n, 0, seed=3)
+    return warmup_items(load_split(tmp_path / "data", "train"), PromptConfig(), n, seed=0)
+
+
+def test_precomputed_positions_give_the_models_own_loss(tiny_model_dir, tmp_path):
+    """Batches pass 3D rope positions computed once; the loss must equal the model computing them."""
+    from transformers import AutoModelForImageTextToText
+
+    items = items_for(tmp_path)
+    cfg = PretrainConfig(max_pixels=112 * 112, workers=2)
+    model = AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir), dtype=torch.float32).eval()
+    enc = Encoder(tiny_model_dir, cfg)
+    rows = encode_all(tiny_model_dir, items, cfg)  # two spawned worker processes
+    assert rows[0]["input_ids"] == enc(items[0])["input_ids"]
+    batches = Batches(rows, enc.tokenizer.pad_token_id, "cpu", torch.float32, model.model.get_rope_index)
+    batch = batches([0, 3, 5, 7])
+    with torch.no_grad():
+        with_positions = model(**batch).loss
+        batch.pop("position_ids")
+        own = model(**batch).loss
+    assert torch.allclose(with_positions, own, atol=1e-5), (with_positions, own)
+    # labels cover the response and its <|im_end|> only
+    first = batch["labels"][0]
+    assert (first != -100).sum() == len(enc.tokenizer(items[0]["response"], add_special_tokens=False)["input_ids"]) + 1
+
+
+def test_pretrain_stops_when_told_and_resumes(tiny_model_dir, tmp_path):
+    items = items_for(tmp_path)
+    cfg = PretrainConfig(batch=4, max_steps=6, eval_every=2, max_pixels=112 * 112, workers=1, warmup_steps=2)
+    seen = []
+
+    def stop_at_4(step, folder, entry):
+        seen.append(step)
+        entry["mark"] = step
+        return step == 4
+
+    history = pretrain(tiny_model_dir, items, tmp_path / "w", cfg, stop_at_4)
+    assert [h["step"] for h in history] == [2, 4] and history[-1]["stop"] and seen == [2, 4]
+    assert (tmp_path / "w" / "step_000004" / "model.safetensors").is_file()
+    assert not (tmp_path / "w" / "step_000002" / "optimizer.pt").exists()  # only the newest keeps it
+    # A rerun of a stopped training does nothing.
+    assert pretrain(tiny_model_dir, items, tmp_path / "w", cfg, stop_at_4) == history and seen == [2, 4]
