@@ -42,7 +42,8 @@ def test_run_on_all_gpus_matches_one_gpu(warm_tiny_model_dir, tmp_path):
     run_dir = tmp_path / "all"
     sft_log = (run_dir / "iter_1" / "train.log").read_text()
     if n > 1:
-        assert "torchrun" in sft_log or "FORCE_TORCHRUN" in sft_log or f"--nproc_per_node {n}" in sft_log
+        # LLaMA-Factory's launcher and argument parser name the process count
+        assert f"Initializing {n} distributed tasks" in sft_log or f"world size: {n}" in sft_log, sft_log[-2000:]
         assert (run_dir / "iter_0" / "train_samples.log").is_file()  # written by accelerate launch
     assert (run_dir / "iter_1" / "metrics.json").is_file()
     run_py(warm_tiny_model_dir, tmp_path, "one", 0, "0")
