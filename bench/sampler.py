@@ -84,6 +84,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
     p.add_argument("--seed", type=int, default=0, help="GeoSynth seed, sampling seeds")
     p.add_argument("--skip_reference", action="store_true", help="time ours only")
+    p.add_argument("--kfold_prefill", action="store_true", help="ours without prefill-once: num_return_sequences "
+                   "copies each prompt and image K times before encoding (the earlier path)")
+    p.add_argument("--dynamic_cache", action="store_true", help="ours with transformers' DynamicCache (torch.cat "
+                   "every step) instead of infer/kv_cache.py's preallocated one")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--profile", default=None, help="also profile one call of ours (torch.profiler) and write "
                    "its op tables to this text file")
@@ -378,7 +382,8 @@ def main(argv: list[str] | None = None) -> dict:
         params = GenParams(num_samples=args.k, temperature=REF_SAMPLING["temperature"], top_p=REF_SAMPLING["top_p"],
                            top_k=REF_SAMPLING["top_k"], max_new_tokens=args.new_tokens,
                            min_new_tokens=args.new_tokens, min_pixels=model_cfg.min_pixels,
-                           max_pixels=model_cfg.max_pixels)
+                           max_pixels=model_cfg.max_pixels, prefill_once=not args.kfold_prefill,
+                           growing_cache=not args.dynamic_cache)
         card = torch.cuda.get_device_name(loaded.device) if loaded.device.type == "cuda" else None
         bandwidth = peak_bandwidth(card, args.bandwidth)
         sizes = decode_bytes(loaded.model)

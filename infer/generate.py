@@ -35,6 +35,8 @@ class GenParams:
     top_k: int = 50
     max_new_tokens: int = 512
     min_new_tokens: int = 0       # benchmarks force a fixed length with min = max
+    prefill_once: bool = True     # encode each prompt and image once, then copy its KV cache K times
+    growing_cache: bool = True    # KV cache with preallocated room (infer/kv_cache.py), not torch.cat per step
     min_pixels: int = 3136
     max_pixels: int = 401408
 
@@ -69,16 +71,43 @@ def stop_token_ids(loaded: LoadedModel) -> list[int]:
     return ids
 
 
+def _new_cache(params: GenParams):
+    from transformers import DynamicCache
+
+    from infer.kv_cache import GrowingCache
+
+    return GrowingCache(reserve=params.max_new_tokens + 1) if params.growing_cache else DynamicCache()
+
+
+def _prefill_once(loaded: LoadedModel, inputs, k: int, params: GenParams) -> dict:
+    """Run the prompts (all but their last token) once and repeat the KV cache K times.
+
+    `num_return_sequences=K` copies every prompt and image K times before the vision tower and the
+    prefill; here they are encoded once. generate then receives the K-fold input ids, attention mask
+    and cache and only has to process each row's last prompt token. Qwen2-VL's rope offsets
+    (`rope_deltas`, set by this forward) are repeated per row by the model itself.
+    """
+    cache = _new_cache(params)
+    head = {name: value for name, value in inputs.items() if name not in ("input_ids", "attention_mask")}
+    loaded.model(input_ids=inputs["input_ids"][:, :-1], attention_mask=inputs["attention_mask"][:, :-1],
+                 past_key_values=cache, use_cache=True, logits_to_keep=1, **head)
+    cache.batch_repeat_interleave(k)
+    return {"input_ids": inputs["input_ids"].repeat_interleave(k, dim=0),
+            "attention_mask": inputs["attention_mask"].repeat_interleave(k, dim=0), "past_key_values": cache}
+
+
 def _generate(loaded: LoadedModel, inputs, params: GenParams, requests: list[Request], k: int, kwargs: dict):
     if params.greedy:
         return loaded.model.generate(**inputs, do_sample=False, num_beams=1, temperature=None, top_p=None,
-                                     top_k=None, **kwargs)
-    # Row order of generate's expansion is question-major: q0s0, q0s1, ..., q1s0, ...
+                                     top_k=None, past_key_values=_new_cache(params), **kwargs)
+    # Row order is question-major either way: q0s0, q0s1, ..., q1s0, ...
     row_seeds = torch.tensor([stable_seed(r.seed, i) for r in requests for i in range(k)], device=loaded.device)
     sampler = SeededSampler(row_seeds, inputs["input_ids"].shape[1], temperature=params.temperature,
                             top_k=params.top_k, top_p=params.top_p)
-    return loaded.model.generate(**inputs, do_sample=True, num_return_sequences=k, temperature=1.0,
-                                 top_k=0, top_p=1.0, logits_processor=[sampler], **kwargs)
+    sampling = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, logits_processor=[sampler], **kwargs)
+    if params.prefill_once and k > 1 and inputs["input_ids"].shape[1] > 1:
+        return loaded.model.generate(**_prefill_once(loaded, inputs, k, params), **sampling)
+    return loaded.model.generate(**inputs, num_return_sequences=k, past_key_values=_new_cache(params), **sampling)
 
 
 @torch.inference_mode()

@@ -296,3 +296,67 @@ def test_fast_masks_leave_generation_unchanged(tiny_model_dir, geosynth_dir, tmp
     finally:
         infer.masks.use_fast_masks = original
     assert fast == stock
+
+
+def test_prefill_once_samples_what_num_return_sequences_samples(tiny_model_dir, geosynth_dir, tmp_path):
+    """Encoding each prompt and image once and repeating its KV cache K times changes nothing sampled."""
+    items = make_items(geosynth_dir, 6)
+    once = job_for(tiny_model_dir, items, tmp_path / "once.jsonl", batch_size=3, max_new_tokens=16)
+    k_fold = job_for(tiny_model_dir, items, tmp_path / "kfold.jsonl", batch_size=3, max_new_tokens=16)
+    k_fold.params["prefill_once"] = False
+    assert once.params.get("prefill_once", True)  # the default
+    a, b = launch(once), launch(k_fold)
+    assert a == b
+    assert len({p for r in a for p in r["predictions"]}) > len(a)  # real sampling, K samples differ
+
+
+def test_prefill_once_is_the_path_taken(tiny_model_dir, geosynth_dir, tmp_path, monkeypatch):
+    from infer import generate
+
+    calls = []
+    real = generate._prefill_once
+    monkeypatch.setattr(generate, "_prefill_once", lambda *a: calls.append(a[2]) or real(*a))
+    launch(job_for(tiny_model_dir, make_items(geosynth_dir, 2), tmp_path / "spy.jsonl", batch_size=2))
+    assert calls == [3]  # one batch, K=3
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_growing_cache_generates_what_dynamic_cache_generates(tiny_model_dir, geosynth_dir, tmp_path, greedy):
+    """infer/kv_cache.py writes into preallocated room; the attention must see the same keys and values."""
+    items = make_items(geosynth_dir, 6)
+    # 40 tokens with room for 41: the buffers are refit after the prefill (K copies) and never again
+    grown = job_for(tiny_model_dir, items, tmp_path / "grow.jsonl", batch_size=3, greedy=greedy, max_new_tokens=40)
+    stock = job_for(tiny_model_dir, items, tmp_path / "dyn.jsonl", batch_size=3, greedy=greedy, max_new_tokens=40)
+    stock.params["growing_cache"] = False
+    assert launch(grown) == launch(stock)
+
+
+def test_growing_layer_refits_when_full():
+    from infer.kv_cache import GrowingLayer
+
+    layer = GrowingLayer(reserve=2)
+    k = torch.arange(2 * 1 * 3 * 2, dtype=torch.float32).reshape(2, 1, 3, 2)
+    layer.update(k, k + 100)
+    for step in range(5):  # past the reserve: the buffers grow, nothing is lost
+        t = torch.full((2, 1, 1, 2), float(step))
+        keys, values = layer.update(t, t + 100)
+    assert layer.get_seq_length() == 8 and keys.shape == (2, 1, 8, 2)
+    assert torch.equal(keys[:, :, :3], k) and torch.equal(values[:, :, 3:], keys[:, :, 3:] + 100)
+    layer.batch_repeat_interleave(3)
+    assert layer.keys.shape == (6, 1, 8, 2) and torch.equal(layer.keys[1], k[0].new_tensor(keys[0]))
+    layer.crop(5)
+    assert layer.get_seq_length() == 5 and layer.keys.shape[-2] == 5
+
+
+def test_generate_writes_into_the_growing_cache(tiny_model_dir, geosynth_dir, tmp_path, monkeypatch):
+    from infer.kv_cache import GrowingLayer
+
+    refits, updates = [], []
+    real_refit, real_update = GrowingLayer._refit, GrowingLayer.update
+    monkeypatch.setattr(GrowingLayer, "_refit", lambda self, *a: refits.append(a[2]) or real_refit(self, *a))
+    monkeypatch.setattr(GrowingLayer, "update", lambda self, *a, **kw: updates.append(1) or real_update(self, *a, **kw))
+    launch(job_for(tiny_model_dir, make_items(geosynth_dir, 2), tmp_path / "spy.jsonl", batch_size=2,
+                   max_new_tokens=12, k=3))
+    layers = 2  # the tiny model
+    assert len(updates) >= layers * 12  # prefill + one write per decode step and layer
+    assert refits == [13] * (2 * layers)  # allocated at the prefill and at the K-fold copy, never again
