@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -64,7 +65,8 @@ def run_one(args, model: Path, data: Path, work: Path, processes: int) -> tuple[
     from infer.sample import accelerate_command, merge, stats_path
 
     out = work / f"p{processes}" / "samples.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out.parent, ignore_errors=True)  # a measurement never resumes an earlier one
+    out.parent.mkdir(parents=True)
     job = make_job(args, model, data, out)
     job_path = out.with_name("samples.job.json")
     atomic_write_json(job_path, dataclasses.asdict(job))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -126,6 +127,7 @@ def run_one(args, model: Path, dataset_dir: Path, work: Path, gpus: int, longest
                       num_gpus=gpus, overrides={"include_num_input_tokens_seen": "non_padding",
                                                 "save_strategy": "no", "logging_steps": 1})
     iter_dir = work / f"gpus{gpus}"
+    shutil.rmtree(iter_dir, ignore_errors=True)  # a measurement never reuses an earlier training
     print(f"LoRA SFT on {gpus or 'CPU'} GPU(s), {args.max_steps} steps of {args.global_batch} ...", flush=True)
     with MemoryPoller() as mem:
         out = train(cfg, model_path=model, dataset_dir=dataset_dir, dataset_name="mix", iter_dir=iter_dir,
@@ -164,8 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
         items, stats = build_mix(problems, synthetic_pool(problems), 1, args.seed, mix_cfg, PromptConfig())
         write_dataset(items, work / "dataset", "mix")
         mcfg = ModelConfig()
-        longest_item = max(items, key=lambda it: len(it["prompt"]) + len(it["response"]))
-        longest = item_tokens(model, longest_item, mcfg.min_pixels, mcfg.max_pixels)
+        # Tokenize the 8 longest by characters (all images have the same size) and keep the most tokens.
+        by_chars = sorted(items, key=lambda it: len(it["prompt"]) + len(it["response"]))[-8:]
+        longest = max(item_tokens(model, it, mcfg.min_pixels, mcfg.max_pixels) for it in by_chars)
         cutoff = TrainConfig().cutoff_len
         if longest > cutoff:
             raise SystemExit(f"the longest mix item has {longest} tokens > cutoff_len {cutoff}: it would be cut")

@@ -89,8 +89,10 @@ def _prefill_once(loaded: LoadedModel, inputs, k: int, params: GenParams) -> dic
     """
     cache = _new_cache(params)
     head = {name: value for name, value in inputs.items() if name not in ("input_ids", "attention_mask")}
-    loaded.model(input_ids=inputs["input_ids"][:, :-1], attention_mask=inputs["attention_mask"][:, :-1],
-                 past_key_values=cache, use_cache=True, logits_to_keep=1, **head)
+    # The backbone, not the LM head: no logits are needed (B x L x vocab would be gigabytes). It sets
+    # `rope_deltas` on itself, where prepare_inputs_for_generation reads them.
+    loaded.model.model(input_ids=inputs["input_ids"][:, :-1], attention_mask=inputs["attention_mask"][:, :-1],
+                       past_key_values=cache, use_cache=True, **head)
     cache.batch_repeat_interleave(k)
     return {"input_ids": inputs["input_ids"].repeat_interleave(k, dim=0),
             "attention_mask": inputs["attention_mask"].repeat_interleave(k, dim=0), "past_key_values": cache}

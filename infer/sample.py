@@ -77,20 +77,44 @@ def stats_path(out: Path, rank: int | None = None) -> Path:
     return out.with_name(f"{out.stem}.rank{rank}.stats.json" if rank is not None else f"{out.stem}.stats.json")
 
 
+def record_attempt(out: Path, rank: int, entry: dict) -> None:
+    """Add this attempt's timing to the rank's file (a resumed job keeps every attempt's figures)."""
+    path = stats_path(out, rank)
+    attempts = read_json(path)["attempts"] if path.is_file() else []
+    atomic_write_json(path, {"rank": rank, "attempts": attempts + [entry]})
+
+
 def merge_stats(out: Path) -> dict | None:
-    """Combine the ranks' timings: tokens and questions summed, wall time of the slowest rank."""
+    """Combine the ranks' timings into `<out>.stats.json` and drop the rank files.
+
+    Per rank, its attempts are summed; for the job, questions and tokens are summed over ranks and the
+    time is the slowest rank's (ranks run side by side). Rank files that should exist (by the world
+    sizes recorded) but do not, e.g. a node whose files are not visible, are listed as missing.
+    """
     paths = sorted(out.parent.glob(f"{out.stem}.rank*.stats.json"))
-    ranks = [read_json(p) for p in paths]
-    if not ranks:
+    if not paths:
         return None
+    ranks = []
+    for p in paths:
+        data = read_json(p)
+        attempts = data["attempts"]
+        ranks.append({"rank": data["rank"], "attempts": len(attempts),
+                      "questions": sum(a["questions"] for a in attempts), "tokens": sum(a["tokens"] for a in attempts),
+                      "seconds": round(sum(a["seconds"] for a in attempts), 3),
+                      "peak_gpu_memory_gib": max((a["peak_gpu_memory_gib"] for a in attempts
+                                                  if a.get("peak_gpu_memory_gib") is not None), default=None),
+                      "world_size": max(a["world_size"] for a in attempts),
+                      "device": attempts[-1]["device"]})
     seconds = max(r["seconds"] for r in ranks)
     tokens = sum(r["tokens"] for r in ranks)
     questions = sum(r["questions"] for r in ranks)
-    stats = {"ranks": len(ranks), "questions": questions, "tokens": tokens, "seconds": round(seconds, 3),
-             "questions_per_s": round(questions / seconds, 3) if seconds else None,
+    expected = max(r["world_size"] for r in ranks)
+    stats = {"ranks": len(ranks), "missing_ranks": sorted(set(range(expected)) - {r["rank"] for r in ranks}),
+             "attempts": max(r["attempts"] for r in ranks), "questions": questions, "tokens": tokens,
+             "seconds": seconds, "questions_per_s": round(questions / seconds, 3) if seconds else None,
              "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
              "peak_gpu_memory_gib": max((r["peak_gpu_memory_gib"] for r in ranks
-                                         if r.get("peak_gpu_memory_gib") is not None), default=None),
+                                         if r["peak_gpu_memory_gib"] is not None), default=None),
              "per_rank": ranks}
     atomic_write_json(stats_path(out), stats)
     for p in paths:
@@ -152,6 +176,10 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
 
     from tqdm import tqdm
 
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()  # this sampling's peak, not the process's so far
     bar = tqdm(total=total, desc=out.stem, unit="q", disable=rank != 0, dynamic_ncols=True)
     tokens, start = 0, time.perf_counter()
     drop_torn_tail(shard_path(out, rank))
@@ -169,11 +197,11 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
     import torch
 
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    # Time of this attempt only (a resumed run counts what it did itself); model loading excluded.
-    atomic_write_json(stats_path(out, rank), {
-        "rank": rank, "questions": total, "sequences": total * params.num_samples,
-        "tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
-        "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None,
+    # This attempt only (model loading excluded); a resumed job adds an attempt to the rank's file.
+    record_attempt(out, rank, {
+        "questions": total, "sequences": total * params.num_samples, "tokens": tokens,
+        "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None, "world_size": world_size,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"})
     log.info("%s rank %d: %d questions, %d tokens in %.1f s (%.0f tokens/s)", out.name, rank, total, tokens,
              seconds, tokens / seconds if seconds else 0.0)

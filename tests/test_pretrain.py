@@ -1,5 +1,6 @@
 """train/pretrain.py on CPU with the tiny model: batches equal the model's own inputs, and resume."""
 
+import pytest
 import torch
 
 from core.config import PromptConfig
@@ -36,19 +37,46 @@ def test_precomputed_positions_give_the_models_own_loss(tiny_model_dir, tmp_path
     assert (first != -100).sum() == len(enc.tokenizer(items[0]["response"], add_special_tokens=False)["input_ids"]) + 1
 
 
-def test_pretrain_stops_when_told_and_resumes(tiny_model_dir, tmp_path):
+def test_pretrain_stops_when_told_goes_on_when_allowed_and_resumes(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from train.pretrain import STATE_FILE
+
     items = items_for(tmp_path)
     cfg = PretrainConfig(batch=4, max_steps=6, eval_every=2, max_pixels=112 * 112, workers=1, warmup_steps=2)
     seen = []
 
-    def stop_at_4(step, folder, entry):
-        seen.append(step)
-        entry["mark"] = step
-        return step == 4
+    def stop_at(limit):
+        def on_save(step, folder, entry):
+            seen.append(step)
+            return step >= limit
+        return on_save
 
-    history = pretrain(tiny_model_dir, items, tmp_path / "w", cfg, stop_at_4)
+    history = pretrain(tiny_model_dir, items, tmp_path / "w", cfg, stop_at(4))
     assert [h["step"] for h in history] == [2, 4] and history[-1]["stop"] and seen == [2, 4]
     assert (tmp_path / "w" / "step_000004" / "model.safetensors").is_file()
     assert not (tmp_path / "w" / "step_000002" / "optimizer.pt").exists()  # only the newest keeps it
-    # A rerun of a stopped training does nothing.
-    assert pretrain(tiny_model_dir, items, tmp_path / "w", cfg, stop_at_4) == history and seen == [2, 4]
+    # The same settings again: asked once more, it stops without training.
+    assert pretrain(tiny_model_dir, items, tmp_path / "w", cfg, stop_at(4)) == history and seen == [2, 4, 4]
+    # A later target: it goes on from step 4 to max_steps.
+    longer = pretrain(tiny_model_dir, items, tmp_path / "w", cfg, stop_at(99))
+    assert [h["step"] for h in longer] == [2, 4, 6] and seen[-2:] == [4, 6]
+
+    # Resume after a kill while saving step 8 (after the weights, before the save's completion mark).
+    def killed_at_8(step, folder, entry):
+        if step == 8:
+            raise KeyboardInterrupt
+        return False
+
+    cfg8 = PretrainConfig(batch=4, max_steps=8, eval_every=2, max_pixels=112 * 112, workers=1, warmup_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_model_dir, items, tmp_path / "w", cfg8, killed_at_8)
+    assert not (tmp_path / "w" / "step_000008" / STATE_FILE).exists()
+    resumed = pretrain(tiny_model_dir, items, tmp_path / "w", cfg8, stop_at(99))
+    assert [h["step"] for h in resumed] == [2, 4, 6, 8]
+    # The same weights as one uninterrupted run to step 6.
+    straight = pretrain(tiny_model_dir, items, tmp_path / "u", cfg8, stop_at(99))
+    assert [h["step"] for h in straight] == [2, 4, 6, 8]
+    a = load_file(tmp_path / "w" / "step_000008" / "model.safetensors")
+    b = load_file(tmp_path / "u" / "step_000008" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

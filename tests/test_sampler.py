@@ -198,7 +198,22 @@ def test_two_ranks_merge_to_the_one_rank_result(tmp_path):
     assert stats["tokens"] == sum(sum(r["num_tokens"]) for r in single)
     assert stats["seconds"] == max(r["seconds"] for r in stats["per_rank"])
     assert not list(Path(two.out).parent.glob("*.rank*.stats.json"))
+    assert stats["missing_ranks"] == [] and stats["attempts"] == 1
     assert single[0]["answers"] == ["A", "A"] and single[1]["correct"] == [False, False]
+
+
+def test_stats_of_resumed_attempts_add_up_and_missing_ranks_are_named(tmp_path):
+    from infer.sample import merge_stats, record_attempt
+
+    out = tmp_path / "s.jsonl"
+    entry = dict(questions=4, sequences=12, tokens=100, seconds=2.0, peak_gpu_memory_gib=None, device="cpu")
+    record_attempt(out, 0, dict(entry, world_size=3))  # first attempt: 3 ranks, rank 2's file never arrives
+    record_attempt(out, 1, dict(entry, world_size=3, seconds=3.0))
+    record_attempt(out, 0, dict(entry, world_size=2))  # resumed on 2 ranks
+    stats = merge_stats(out)
+    assert stats["missing_ranks"] == [2] and stats["attempts"] == 2
+    assert stats["questions"] == 12 and stats["tokens"] == 300
+    assert stats["seconds"] == 4.0  # rank 0: 2 + 2 s over its attempts; rank 1: 3 s
 
 
 def test_resume_after_a_kill_redoes_only_unfinished_batches(tmp_path):
@@ -304,7 +319,9 @@ def test_prefill_once_samples_what_num_return_sequences_samples(tiny_model_dir, 
     once = job_for(tiny_model_dir, items, tmp_path / "once.jsonl", batch_size=3, max_new_tokens=16)
     k_fold = job_for(tiny_model_dir, items, tmp_path / "kfold.jsonl", batch_size=3, max_new_tokens=16)
     k_fold.params["prefill_once"] = False
-    assert once.params.get("prefill_once", True)  # the default
+    from infer.generate import GenParams
+
+    assert GenParams().prefill_once and "prefill_once" not in once.params  # the default path
     a, b = launch(once), launch(k_fold)
     assert a == b
     assert len({p for r in a for p in r["predictions"]}) > len(a)  # real sampling, K samples differ

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> Path:
     kept = min(inside, key=lambda h: abs(h["test_at_1"] - args.target))
     kept_dir = step_dir(work / "steps", kept["step"])
     if len(test_set) > len(test_eval):  # the card reports the whole test split, not just the selection subset
-        kept["test_at_1_all"] = evaluate(kept_dir, test_set, work / "kept_test_greedy.jsonl", args.eval_batch)
+        kept["test_at_1_all"] = evaluate(kept_dir, test_set, kept_dir / "test_all_greedy.jsonl", args.eval_batch)
     weight_bytes = save_bf16(kept_dir, out)
     build_info = read_json(init / "build_info.json")
     info = {"command": "python -m train.geosynth_model " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -14,6 +14,7 @@ returning True stops the training there.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,8 @@ class Encoder:
             enc = self.processor(text=[prompt], images=[im.convert("RGB")], return_tensors="pt")
         response = self.tokenizer(item["response"], add_special_tokens=False)["input_ids"] + [self.end]
         ids = enc["input_ids"][0].tolist()
-        # float16 numpy: half the bytes to send back from a worker process, exact for these pixels' range
+        # float16 numpy: half the bytes to send back from a worker process (normalised pixels lose a
+        # little precision; on GPU training reads them in bf16 anyway)
         return {"input_ids": ids + response, "labels": [-100] * len(ids) + response,
                 "pixel_values": enc["pixel_values"].numpy().astype("float16"),
                 "image_grid_thw": enc["image_grid_thw"].tolist()}
@@ -163,9 +165,13 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
     saved = latest_save(work)
     start, source = (saved[0], saved[1]) if saved else (0, init_dir)
     history = [h for h in history if h["step"] <= start]
-    if saved and history and history[-1].get("stop"):
-        log.info("pretraining already stopped at step %d (%s)", start, source)
-        return history
+    if saved and history:
+        # Ask again with today's settings (a larger max_steps or another target may go on); on_save
+        # is expected to reuse what it measured for this save.
+        last = dict(history[-1])
+        if start >= cfg.max_steps or on_save(start, source, last):
+            log.info("pretraining stops at step %d (%s)", start, source)
+            return history
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed + start)
     model = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32).to(device).train()
@@ -183,13 +189,16 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     if saved and (source / "optimizer.pt").is_file():
         opt.load_state_dict(torch.load(source / "optimizer.pt", map_location=device))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps))
-    for _ in range(start):
-        sched.step()
+    for group in opt.param_groups:
+        group["initial_lr"] = cfg.lr  # the rate asked for now, also when resuming
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps),
+                                              last_epoch=start - 1)
     log.info("pretraining from %s at step %d: %d items, batch %d, lr %g, on %s", source, start, len(items),
              cfg.batch, cfg.lr, device)
     step, losses = start, []
-    started = time.time() - (history[-1]["seconds"] if history else 0.0)  # training time, over restarts
+    # Training time over restarts, evaluations and saves excluded (entry["seconds"], --max_minutes).
+    trained = history[-1]["seconds"] if history else 0.0
+    tick = time.time()
     for index in batches(len(items), cfg.batch, cfg.seed, start):
         batch = make_batch(index)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
@@ -203,12 +212,15 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
         losses.append(loss.item())
         if step % cfg.eval_every and step < cfg.max_steps:
             continue
+        trained += time.time() - tick
         folder = step_dir(work, step)
+        if folder.exists():
+            shutil.rmtree(folder)  # a save cut off by a kill (no STATE_FILE): its files are stale
         model.save_pretrained(str(folder), safe_serialization=True)
         encoder.processor.save_pretrained(str(folder))
         torch.save(opt.state_dict(), folder / "optimizer.pt")
         entry = {"step": step, "loss": round(sum(losses) / len(losses), 4),
-                 "seconds": round(time.time() - started, 1)}
+                 "seconds": round(trained, 1)}
         losses = []
         model.eval()
         stop = bool(on_save(step, folder, entry))
@@ -222,6 +234,7 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
                 old.unlink()  # only the newest save needs the optimizer (to resume)
         if entry["stop"]:
             break
+        tick = time.time()
     return history
 
 

@@ -383,9 +383,14 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
         f.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n")
     # A datasets cache of this training's own: concurrent trainings (e.g. a run and its ablations on
     # one machine) then never wait on each other's cache locks in ~/.cache/huggingface/datasets.
+    # One per node: on shared storage the nodes' preprocessing would otherwise share one folder.
+    datasets_cache = None
     if "HF_DATASETS_CACHE" not in os.environ:
-        env["HF_DATASETS_CACHE"] = str(iter_dir / "hf_datasets_cache")
+        datasets_cache = iter_dir / f"hf_datasets_cache.node{node_rank}"
+        env["HF_DATASETS_CACHE"] = str(datasets_cache)
     run_logged(argv, log_path, env=subprocess_env(env))  # raises CommandError with the log's tail
+    if datasets_cache is not None:
+        shutil.rmtree(datasets_cache, ignore_errors=True)  # only this training reads it
     log.info("training took %.0f s", time.time() - started)
     if not main_node:
         # Node 0 writes the model and train_done.json to the shared folder; wait for them so this
