@@ -80,3 +80,23 @@ def test_pretrain_stops_when_told_goes_on_when_allowed_and_resumes(tiny_model_di
     a = load_file(tmp_path / "w" / "step_000008" / "model.safetensors")
     b = load_file(tmp_path / "u" / "step_000008" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_geosynth_model_script_smoke(tmp_path):
+    """train/geosynth_model.py end to end on CPU (a few steps): model folder, card, record, the kept save."""
+    import json
+
+    from train import geosynth_model
+
+    out = geosynth_model.main(["--out", str(tmp_path / "model"), "--work", str(tmp_path / "work"), "--train", "64",
+                               "--test", "12", "--batch", "8", "--max_steps", "4", "--eval_every", "2",
+                               "--eval_questions", "6", "--workers", "1", "--target", "30"])
+    info = json.loads((out / "geosynth_model.json").read_text())
+    assert [h["step"] for h in info["history"]] == [2, 4]
+    assert info["kept_step"] in (2, 4) and info["num_eval"] == 6 and info["num_test"] == 12
+    assert 0 <= info["test_at_1"] <= 100 and info["weight_bytes"] < 25e6  # bf16 copy under the 25 MB budget
+    card = (out / "README.md").read_text()
+    assert info["command"] in card and f"step {info['kept_step']}" in card
+    # Test@1 on the whole test split was measured with the kept save's own file
+    kept = tmp_path / "work" / "steps" / f"step_{info['kept_step']:06d}"
+    assert (kept / "test_all_greedy.jsonl").is_file()
