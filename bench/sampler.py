@@ -35,6 +35,7 @@ sequences / floor_step_s. The peak bandwidth comes from the card name (`--bandwi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import platform
@@ -86,6 +87,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip_reference", action="store_true", help="time ours only")
     p.add_argument("--kfold_prefill", action="store_true", help="ours without prefill-once: num_return_sequences "
                    "copies each prompt and image K times before encoding (the earlier path)")
+    p.add_argument("--ablate", action="store_true", help="also time ours without prefill-once and without the "
+                   "preallocated KV cache (same process, same questions): what each of them brings")
     p.add_argument("--dynamic_cache", action="store_true", help="ours with transformers' DynamicCache (torch.cat "
                    "every step) instead of infer/kv_cache.py's preallocated one")
     p.add_argument("--json", default=None, help="write the results here")
@@ -293,7 +296,7 @@ def human(n: float) -> str:
 
 
 def print_table(result: dict) -> None:
-    paths = [p for p in ("reference", "ours") if result["paths"].get(p)]
+    paths = list(result["paths"])
     rows = [
         ("questions", lambda r: fmt(r["questions"], ",")),
         ("passes over the questions", lambda r: fmt(r["passes"], ",")),
@@ -318,9 +321,9 @@ def print_table(result: dict) -> None:
           f"{human(m['decode_param_bytes'])}B of weights + {m['kv_bytes_per_token']:,} B per cached token; "
           f"K={s['k']}, {s['new_tokens']} new tokens forced; peak bandwidth (TB/s) {bandwidth}")
     width = max(len(r[0]) for r in rows) + 2
-    print("".ljust(width) + "".join(p.rjust(18) for p in ("reference (HF)" if p == "reference" else "ours" for p in paths)))
+    print("".ljust(width) + "".join(("reference (HF)" if p == "reference" else p).rjust(22) for p in paths))
     for label, get in rows:
-        print(label.ljust(width) + "".join(get(result["paths"][p]).rjust(18) for p in paths))
+        print(label.ljust(width) + "".join(get(result["paths"][p]).rjust(22) for p in paths))
     if result.get("ratio") is not None:
         print(f"ours / reference tokens/s: {result['ratio']:.2f}x (reference measured on "
               f"{result['paths']['reference']['questions']} questions)")
@@ -394,13 +397,17 @@ def main(argv: list[str] | None = None) -> dict:
 
         torch.manual_seed(args.seed)  # HF's sampling draws from the global RNG
         paths = {}
-        plans = {"ours": (chunks(requests[:args.questions], args.our_batch), 1)}
+        ours = chunks(requests[:args.questions], args.our_batch)
+        plans = {"ours": (ours, 1, params)}
+        if args.ablate:
+            plans["ours, k-fold prefill"] = (ours, 1, dataclasses.replace(params, prefill_once=False))
+            plans["ours, DynamicCache"] = (ours, 1, dataclasses.replace(params, growing_cache=False))
         if not args.skip_reference:
-            plans = {"reference": (chunks(requests[:args.ref_questions], args.ref_batch), args.k), **plans}
-        for name, (batches, passes) in plans.items():
+            plans = {"reference": (chunks(requests[:args.ref_questions], args.ref_batch), args.k, params), **plans}
+        for name, (batches, passes, path_params) in plans.items():
             print(f"timing {name}: {sum(map(len, batches))} questions in {len(batches)} calls x {passes} passes ...",
                   flush=True)
-            r = run_path(name, loaded, batches, passes, params, args)
+            r = run_path(name, loaded, batches, passes, path_params, args)
             r["floor"] = floor(sizes, r["sequences_per_call"],
                                mean_prompt_length(batches[0]) + args.new_tokens / 2, bandwidth)
             r["fraction_of_floor"] = r["tokens_per_s"] / r["floor"]["tokens_per_s"] if r["floor"]["tokens_per_s"] else None
@@ -415,7 +422,8 @@ def main(argv: list[str] | None = None) -> dict:
             settings=dict(questions=args.questions, ref_questions=args.ref_questions, k=args.k,
                           new_tokens=args.new_tokens, ref_batch=args.ref_batch, our_batch=args.our_batch,
                           repeats=args.repeats, warmup_tokens=args.warmup_tokens, seed=args.seed,
-                          reference_sampling=REF_SAMPLING, skip_reference=args.skip_reference),
+                          reference_sampling=REF_SAMPLING, skip_reference=args.skip_reference,
+                          prefill_once=params.prefill_once, growing_cache=params.growing_cache, ablate=args.ablate),
             paths=paths,
             profile=(profile_ours(loaded, plans["ours"][0][0], params, args.profile_tokens, args.profile)
                      if args.profile else None),

@@ -13,7 +13,7 @@ def test_sampler_benchmark_smoke(tmp_path):
     out = tmp_path / "bench.json"
     model_dir = tmp_path / "tiny"
     result = main(["--build", "tiny", "--model", str(model_dir), "--questions", "4", "--k", "2",
-                   "--new_tokens", "8", "--ref_questions", "4", "--json", str(out)])
+                   "--new_tokens", "8", "--ref_questions", "4", "--ablate", "--json", str(out)])
     assert (model_dir / "build_info.json").is_file()  # --build with --model builds into that folder
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
@@ -38,6 +38,10 @@ def test_sampler_benchmark_smoke(tmp_path):
         assert path["floor"]["step_bytes"] > saved["model"]["decode_param_bytes"]
         assert path["peak_memory_bytes"] is None
     assert saved["ratio"] == ours["tokens_per_s"] / ref["tokens_per_s"]
+    # --ablate: ours again without each of its two speed-ups, same questions, same forced length
+    assert list(saved["paths"]) == ["reference", "ours", "ours, k-fold prefill", "ours, DynamicCache"]
+    for name in ("ours, k-fold prefill", "ours, DynamicCache"):
+        assert saved["paths"][name]["tokens"] == ours["tokens"] and saved["paths"][name]["forced_length_ok"]
 
 
 
