@@ -313,11 +313,14 @@ def test_fast_masks_leave_generation_unchanged(tiny_model_dir, geosynth_dir, tmp
     assert fast == stock
 
 
-def test_prefill_once_samples_what_num_return_sequences_samples(tiny_model_dir, geosynth_dir, tmp_path):
+@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
+def test_prefill_once_samples_what_num_return_sequences_samples(tiny_model_dir, tiny_model_dir_25, geosynth_dir,
+                                                                tmp_path, arch):
     """Encoding each prompt and image once and repeating its KV cache K times changes nothing sampled."""
+    model_dir = tiny_model_dir if arch == "qwen2_vl" else tiny_model_dir_25
     items = make_items(geosynth_dir, 6)
-    once = job_for(tiny_model_dir, items, tmp_path / "once.jsonl", batch_size=3, max_new_tokens=16)
-    k_fold = job_for(tiny_model_dir, items, tmp_path / "kfold.jsonl", batch_size=3, max_new_tokens=16)
+    once = job_for(model_dir, items, tmp_path / "once.jsonl", batch_size=3, max_new_tokens=16)
+    k_fold = job_for(model_dir, items, tmp_path / "kfold.jsonl", batch_size=3, max_new_tokens=16)
     k_fold.params["prefill_once"] = False
     from infer.generate import GenParams
 
