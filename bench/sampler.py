@@ -42,7 +42,7 @@ import platform
 import statistics
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import torch
@@ -87,8 +87,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip_reference", action="store_true", help="time ours only")
     p.add_argument("--kfold_prefill", action="store_true", help="ours without prefill-once: num_return_sequences "
                    "copies each prompt and image K times before encoding (the earlier path)")
-    p.add_argument("--ablate", action="store_true", help="also time ours without prefill-once and without the "
-                   "preallocated KV cache (same process, same questions): what each of them brings")
+    p.add_argument("--ablate", action="store_true", help="also time ours without prefill-once, without the "
+                   "preallocated KV cache and with transformers' SDPA decode (same process, same questions): what "
+                   "each of them brings")
     p.add_argument("--dynamic_cache", action="store_true", help="ours with transformers' DynamicCache (torch.cat "
                    "every step) instead of infer/kv_cache.py's preallocated one")
     p.add_argument("--json", default=None, help="write the results here")
@@ -375,6 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from core.config import ModelConfig
     from infer.generate import GenParams, build_inputs
+    from infer.masks import stock_decode_attention
     from infer.model import load
 
     with ExitStack() as stack:
@@ -398,16 +400,19 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(args.seed)  # HF's sampling draws from the global RNG
         paths = {}
         ours = chunks(requests[:args.questions], args.our_batch)
-        plans = {"ours": (ours, 1, params)}
+        plans = {"ours": (ours, 1, params, nullcontext)}
         if args.ablate:
-            plans["ours, k-fold prefill"] = (ours, 1, dataclasses.replace(params, prefill_once=False))
-            plans["ours, DynamicCache"] = (ours, 1, dataclasses.replace(params, growing_cache=False))
+            plans["ours, k-fold prefill"] = (ours, 1, dataclasses.replace(params, prefill_once=False), nullcontext)
+            plans["ours, DynamicCache"] = (ours, 1, dataclasses.replace(params, growing_cache=False), nullcontext)
+            plans["ours, HF SDPA decode"] = (ours, 1, params, stock_decode_attention)
         if not args.skip_reference:
-            plans = {"reference": (chunks(requests[:args.ref_questions], args.ref_batch), args.k, params), **plans}
-        for name, (batches, passes, path_params) in plans.items():
+            plans = {"reference": (chunks(requests[:args.ref_questions], args.ref_batch), args.k, params,
+                                   stock_decode_attention), **plans}
+        for name, (batches, passes, path_params, context) in plans.items():
             print(f"timing {name}: {sum(map(len, batches))} questions in {len(batches)} calls x {passes} passes ...",
                   flush=True)
-            r = run_path(name, loaded, batches, passes, path_params, args)
+            with context():
+                r = run_path(name, loaded, batches, passes, path_params, args)
             r["floor"] = floor(sizes, r["sequences_per_call"],
                                mean_prompt_length(batches[0]) + args.new_tokens / 2, bandwidth)
             r["fraction_of_floor"] = r["tokens_per_s"] / r["floor"]["tokens_per_s"] if r["floor"]["tokens_per_s"] else None

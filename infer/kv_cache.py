@@ -48,7 +48,10 @@ class GrowingLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states)
         new = key_states.shape[-2]
-        if self._k is None or self.length + new > self._k.shape[-2] or self._k.shape[0] != key_states.shape[0]:
+        if self.length and key_states.shape[0] != self._k.shape[0]:
+            raise ValueError(f"GrowingLayer: {key_states.shape[0]} new rows for a cache of {self._k.shape[0]}; "
+                             f"repeat or select the cache's rows first (batch_repeat_interleave / batch_select_indices).")
+        if self._k is None or self.length + new > self._k.shape[-2]:
             if self._k is None or self.length == 0:
                 self._refit(key_states, value_states, self.reserve)
                 return self.keys, self.values
@@ -78,14 +81,25 @@ class GrowingLayer(DynamicLayer):
         if self.length:
             self._refit(self.keys[indices], self.values[indices], self.reserve)
 
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.length:
+            self._refit(self.keys.index_select(0, beam_idx.to(self._k.device)),
+                        self.values.index_select(0, beam_idx.to(self._v.device)), self._k.shape[-2] - self.length)
+
+    def offload(self):
+        raise NotImplementedError("GrowingCache does not offload; use transformers' DynamicCache(offloading=True).")
+
+    def prefetch(self):
+        raise NotImplementedError("GrowingCache does not offload; use transformers' DynamicCache(offloading=True).")
+
     def reset(self) -> None:
-        super().reset()
+        self.keys = self.values = self._k = self._v = None
         self.length = 0
-        self._k = self._v = None
+        self.is_initialized = False
 
 
 class GrowingCache(DynamicCache):
     """A DynamicCache (for generate's purposes) made of GrowingLayers with room for `reserve` tokens."""
 
-    def __init__(self, reserve: int):
+    def __init__(self, reserve: int = 256):
         Cache.__init__(self, layer_class_to_replicate=partial(GrowingLayer, reserve))

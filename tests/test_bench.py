@@ -39,8 +39,9 @@ def test_sampler_benchmark_smoke(tmp_path):
         assert path["peak_memory_bytes"] is None
     assert saved["ratio"] == ours["tokens_per_s"] / ref["tokens_per_s"]
     # --ablate: ours again without each of its two speed-ups, same questions, same forced length
-    assert list(saved["paths"]) == ["reference", "ours", "ours, k-fold prefill", "ours, DynamicCache"]
-    for name in ("ours, k-fold prefill", "ours, DynamicCache"):
+    assert list(saved["paths"]) == ["reference", "ours", "ours, k-fold prefill", "ours, DynamicCache",
+                                    "ours, HF SDPA decode"]
+    for name in ("ours, k-fold prefill", "ours, DynamicCache", "ours, HF SDPA decode"):
         assert saved["paths"][name]["tokens"] == ours["tokens"] and saved["paths"][name]["forced_length_ok"]
 
 

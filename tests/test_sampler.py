@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from core.config import ModelConfig
-from infer.generate import Output
 from core.io import read_json
+from infer.model import load
+from infer.generate import GenParams, Output, Request, generate_batch
 from infer.sample import (Item, SampleJob, done_records, launch, merge, plan_batches, run_shard, shard_path,
                           stats_path)
 from infer.sampling import sample_tokens, stable_seed
@@ -363,9 +364,55 @@ def test_growing_layer_refits_when_full():
     assert layer.get_seq_length() == 8 and keys.shape == (2, 1, 8, 2)
     assert torch.equal(keys[:, :, :3], k) and torch.equal(values[:, :, 3:], keys[:, :, 3:] + 100)
     layer.batch_repeat_interleave(3)
-    assert layer.keys.shape == (6, 1, 8, 2) and torch.equal(layer.keys[1], k[0].new_tensor(keys[0]))
+    assert layer.keys.shape == (6, 1, 8, 2) and torch.equal(layer.keys[1], keys[0])
     layer.crop(5)
     assert layer.get_seq_length() == 5 and layer.keys.shape[-2] == 5
+    layer.reorder_cache(torch.tensor([5, 4, 3, 2, 1, 0]))  # beam search's reordering is kept
+    assert torch.equal(layer.keys[0], keys[1, :, :5])
+    layer.update(torch.zeros(6, 1, 1, 2), torch.zeros(6, 1, 1, 2))
+    assert torch.equal(layer.keys[0, :, :5], keys[1, :, :5]) and layer.get_seq_length() == 6
+    with pytest.raises(ValueError, match="rows"):
+        layer.update(torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2))  # no silent broadcast
+    layer.reset()
+    assert layer.get_seq_length() == 0 and layer.keys is None
+    layer.update(k, k)  # usable again after a reset
+    assert layer.get_seq_length() == 3
+
+
+def test_grouped_decode_attention_equals_transformers_sdpa():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from infer.masks import grouped_decode_sdpa
+
+    class Attention:
+        num_key_value_groups = 7
+
+    torch.manual_seed(0)
+    b, kv_heads, groups, d, length = 3, 4, 7, 16, 11
+    key, value = torch.randn(b, kv_heads, length, d), torch.randn(b, kv_heads, length, d)
+    mask = torch.ones(b, 1, 1, length, dtype=torch.bool)
+    mask[0, ..., :3] = False  # left padding
+    mask[2, ..., :5] = False
+    for q_len in (1, 4):  # a decode step takes the grouped path; a prefill falls through to transformers'
+        query = torch.randn(b, q_len, kv_heads * groups, d).transpose(1, 2)  # as the model lays it out
+        m = mask.expand(b, 1, q_len, length)
+        ours, _ = grouped_decode_sdpa(Attention(), query, key, value, m, scaling=0.25)
+        stock, _ = sdpa_attention_forward(Attention(), query, key, value, m, scaling=0.25)
+        assert ours.shape == stock.shape == (b, q_len, kv_heads * groups, d)
+        assert torch.allclose(ours, stock, atol=1e-5)
+
+
+def test_grouped_decode_attention_leaves_generation_unchanged(tiny_model_dir, geosynth_dir, tmp_path):
+    from infer.masks import stock_decode_attention
+
+    items = make_items(geosynth_dir, 6)
+    ours = launch(job_for(tiny_model_dir, items, tmp_path / "grouped.jsonl", batch_size=3, max_new_tokens=24))
+    loaded = load(ModelConfig(base_model=str(tiny_model_dir), max_pixels=64 * 28 * 28))
+    params = GenParams(num_samples=3, max_new_tokens=24, max_pixels=64 * 28 * 28)
+    requests = [Request(it.id, it.image, it.prompt, it.seed) for it in items]
+    with stock_decode_attention():
+        stock = [o for i in range(0, 6, 3) for o in generate_batch(loaded, requests[i:i + 3], params)]
+    assert [r["predictions"] for r in ours] == [[o.text for o in outs] for outs in stock]
 
 
 def test_generate_writes_into_the_growing_cache(tiny_model_dir, geosynth_dir, tmp_path, monkeypatch):
