@@ -62,14 +62,20 @@ PEAK_BANDWIDTH = (
 REF_SAMPLING = dict(top_k=50, top_p=0.95, temperature=0.9)
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def model_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's parser with the model options that prepare_model reads (--model, --build, --arch)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
     p.add_argument("--model", default=None, help="Qwen2-VL model folder; with --build, where to build "
                    "(an earlier build of the same size there is reused)")
     p.add_argument("--build", default=None, choices=("tiny", "2b", "3b", "7b"),
                    help="build a random-weight model with infer.build_model first (temp folder unless --model)")
     p.add_argument("--arch", default="qwen2_vl", choices=("qwen2_vl", "qwen2_5_vl"), help="architecture for --build")
+    return p
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = model_parser(__doc__)
     p.add_argument("--questions", type=int, default=96, help="GeoSynth test questions for our path")
     p.add_argument("--ref_questions", type=int, default=32,
                    help="first N of those questions for the (slow) reference path; tokens/s is a rate")

@@ -26,15 +26,11 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.sampler import prepare_model
+from bench.sampler import model_parser, prepare_model
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--model", default=None, help="Qwen2-VL folder; with --build, where to build (reused)")
-    p.add_argument("--build", default=None, choices=("tiny", "2b", "3b", "7b"), help="build a random-weight model")
-    p.add_argument("--arch", default="qwen2_vl", choices=("qwen2_vl", "qwen2_5_vl"))
+    p = model_parser(__doc__)
     p.add_argument("--gpus", default="1,2", help="process counts to compare, comma-separated; the first is the baseline")
     p.add_argument("--questions", type=int, default=384, help="GeoSynth test questions")
     p.add_argument("--batch", type=int, default=96, help="questions per generate call (x K sequences)")

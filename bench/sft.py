@@ -29,17 +29,13 @@ import threading
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.sampler import prepare_model
+from bench.sampler import model_parser, prepare_model
 
 RIGHT_REWORDINGS = ("Let's solve it step by step. {r}", "{r}\nThe result matches the choice above.")
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--model", default=None, help="Qwen2-VL folder; with --build, where to build (reused)")
-    p.add_argument("--build", default=None, choices=("tiny", "2b", "3b", "7b"), help="build a random-weight model")
-    p.add_argument("--arch", default="qwen2_vl", choices=("qwen2_vl", "qwen2_5_vl"))
+    p = model_parser(__doc__)
     p.add_argument("--gpus", default="1,2", help="GPU counts to train on, comma-separated (0 = CPU)")
     p.add_argument("--questions", type=int, default=32, help="GeoSynth train questions in the mix")
     p.add_argument("--max_steps", type=int, default=10, help="optimizer steps per run")
