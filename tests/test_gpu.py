@@ -24,8 +24,8 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def run_py(model_dir: Path, out: Path, name: str, iters: int, gpus: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "run.py", "--base_model", str(model_dir), f"output_dir={out}", f"run_name={name}",
+def run_py(model_dir: Path, out: Path, name: str, iters: int, gpus: str, *extra: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "run.py", "--base_model", str(model_dir), f"output_dir={out}", f"run_name={name}", *extra,
             "data.geosynth_train=48", "data.geosynth_test=16", f"total_iters={iters}", "sample.max_new_tokens=48",
             "sample.batch_size=8", "train.max_steps=4", "train.per_device_batch_size=2",
             "train.global_batch_size=8", "train.learning_rate=1e-3"]
@@ -46,7 +46,7 @@ def test_run_on_all_gpus_matches_one_gpu(warm_tiny_model_dir, tmp_path):
         assert f"Initializing {n} distributed tasks" in sft_log or f"world size: {n}" in sft_log, sft_log[-2000:]
         assert (run_dir / "iter_0" / "train_samples.log").is_file()  # written by accelerate launch
     assert (run_dir / "iter_1" / "metrics.json").is_file()
-    run_py(warm_tiny_model_dir, tmp_path, "one", 0, "0")
+    run_py(warm_tiny_model_dir, tmp_path, "one", 0, "0", "sample_last_train=true")  # iteration 0 only, train set too
     for name in ("train_samples.jsonl", "test_samples.jsonl", "test_greedy.jsonl"):
         many = (run_dir / "iter_0" / name).read_bytes()
         one = (tmp_path / "one" / "iter_0" / name).read_bytes()
