@@ -80,7 +80,7 @@ def open_run_dir(cfg: RunConfig, restart: bool) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     if save_or_check(saved, to_dict(cfg), RESUMABLE_CHANGES, str(run_dir),
                      "Rerun with the same options to resume, pass run_name=NEW for a new run, or "
-                     "--restart to start this one over."):
+                     "--restart to start this one over.", defaults=to_dict(RunConfig())):
         log.info("resuming %s", run_dir)
     add_file_log(run_dir / "run.log")
     return run_dir

@@ -120,7 +120,9 @@ class SampleConfig:
 @dataclass
 class MixConfig:
     include_qa: bool = _f(True, "Add every train question with its direct answer (QA items).")
-    include_cot: bool = _f(True, "Add at most one positive rationale per question (L_SFT).")
+    include_cot: bool = _f(True, "Add positive rationales (L_SFT), at most cot_per_question per question.")
+    cot_per_question: int = _f(1, "Distinct positive rationales per question in the mix (R3V: 1); more "
+                               "raises the dose of self-generated CoT per iteration.")
     include_refine: bool = _f(True, "Add self-refine items: negative -> positive (L_REF).")
     include_select: bool = _f(True, "Add self-select items (L_SEL).")
     min_chars: int = _f(50, "A candidate must be longer than this many characters (reference: 50).")
@@ -417,14 +419,30 @@ def diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changed
 
 
-def save_or_check(saved: Path, new: dict, allowed: tuple[str, ...], where: str, fix: str) -> bool:
+def _with_defaults(old: dict, defaults: dict) -> dict:
+    """`old` with the keys it lacks taken from `defaults` (recursively)."""
+    filled = dict(old)
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = value
+        elif isinstance(value, dict) and isinstance(filled[key], dict) and not key.endswith("overrides"):
+            filled[key] = _with_defaults(filled[key], value)
+    return filled
+
+
+def save_or_check(saved: Path, new: dict, allowed: tuple[str, ...], where: str, fix: str,
+                  defaults: dict | None = None) -> bool:
     """Save a folder's config, or refuse to reuse the folder when other keys than `allowed` changed.
 
-    Returns True when an earlier config was found (a resume). `fix` tells the user what to do.
+    Keys that the saved config lacks (options added to the suite after it was written) count as
+    their value in `defaults`, the behaviour before they existed. Returns True when an earlier config
+    was found (a resume). `fix` tells the user what to do.
     """
     resumed = saved.is_file()
     if resumed:
         old = yaml.safe_load(saved.read_text()) or {}
+        if defaults:
+            old = _with_defaults(old, defaults)
         changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
         if changed:
             raise ConfigError(f"{where} holds results of another config; changed keys:\n  "

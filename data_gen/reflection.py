@@ -121,6 +121,9 @@ def mixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candida
 def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], iteration: int, seed: int,
               cfg: MixConfig, prompt_cfg: PromptConfig) -> tuple[list[dict], dict]:
     """The shuffled SFT mix for training iteration `iteration`, and its counts by kind and reason."""
+    if cfg.include_cot and cfg.cot_per_question < 1:
+        raise ValueError(f"mix.cot_per_question={cfg.cot_per_question}: use 1 or more "
+                         f"(mix.include_cot=false leaves the rationales out).")
     reasons: Counter[str] = Counter()
     by_id = collect_candidates(pool, cfg, reasons)
     known = {p.id for p in problems}
@@ -137,9 +140,10 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
         if cfg.include_qa:
             items.append({"kind": "qa", "id": f"qa-{p.id}", "image": p.image,
                           "prompt": prompts.question_block(p), "response": prompts.answer_target(p)})
-        if cfg.include_cot and pos:
-            items.append({"kind": "cot", "id": f"cot-{p.id}", "image": p.image,
-                          "prompt": prompts.cot_prompt(p, prompt_cfg), "response": pos[0].text})
+        if cfg.include_cot:
+            for j, cand in enumerate(pos[:cfg.cot_per_question]):  # newest first; the first keeps R3V's id
+                items.append({"kind": "cot", "id": f"cot-{p.id}" + (f"-{j}" if j else ""), "image": p.image,
+                              "prompt": prompts.cot_prompt(p, prompt_cfg), "response": cand.text})
         if cfg.include_refine and pos and neg:
             items.append({"kind": "refine", "id": f"refine-{p.id}", "image": p.image,
                           "prompt": prompts.refine_prompt(p, neg[0].text, prompt_cfg),

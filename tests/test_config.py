@@ -72,3 +72,23 @@ def test_diff_configs_names_changed_keys():
     a = to_dict(RunConfig())
     b = to_dict(parse_args(RunConfig, ["sample.top_k=5", "seed=1"]).config)
     assert diff_configs(a, b) == ["sample.top_k: 50 -> 5", "seed: 42 -> 1"]
+
+
+def test_saved_config_without_a_newer_option_still_resumes(tmp_path):
+    import yaml
+
+    from core.config import save_or_check
+
+    saved = tmp_path / "config.yaml"
+    old = to_dict(RunConfig())
+    del old["mix"]["cot_per_question"]  # a run folder written before the option existed
+    saved.write_text(yaml.safe_dump(old))
+    defaults = to_dict(RunConfig())
+    assert save_or_check(saved, to_dict(RunConfig()), (), "run", "fix it", defaults=defaults)
+    assert yaml.safe_load(saved.read_text())["mix"]["cot_per_question"] == 1
+    # a non-default value for the missing key is a change, and so is any other key
+    saved.write_text(yaml.safe_dump(old))
+    changed = RunConfig()
+    changed.mix.cot_per_question = 2
+    with pytest.raises(ConfigError, match=r"mix.cot_per_question: 1 -> 2"):
+        save_or_check(saved, to_dict(changed), (), "run", "fix it", defaults=defaults)

@@ -80,6 +80,23 @@ def test_newest_iteration_is_preferred_by_index_not_order():
     assert "Model's Prediction: [new]" in refine["prompt"] and refine["response"].startswith("[new]")
 
 
+def test_cot_per_question_adds_distinct_rationales_newest_first():
+    probs = [problem(0), problem(1)]
+    pool = [(0, [rec("p0", [pos("a"), pos("a"), pos("b")]), rec("p1", [pos("c"), neg("d")])]),
+            (1, [rec("p0", [pos("new"), neg("e"), neg("f")]), rec("p1", [neg("g"), neg("h"), neg("i")])])]
+    one, _ = build_mix(probs, pool, 2, 0, MixConfig(), PCFG)
+    three, stats = build_mix(probs, pool, 2, 0, MixConfig(cot_per_question=3), PCFG)
+    cot = lambda items: sorted((it["id"], it["response"][:5]) for it in items if it["kind"] == "cot")
+    assert cot(one) == [("cot-p0", "[new]"), ("cot-p1", "[c] x")]
+    # p0 has three distinct positives (the duplicate "a" counts once), p1 only one
+    assert cot(three) == [("cot-p0", "[new]"), ("cot-p0-1", "[a] x"), ("cot-p0-2", "[b] x"), ("cot-p1", "[c] x")]
+    assert stats["kinds"]["cot"] == 4
+    others = lambda items: sorted((it for it in items if it["kind"] != "cot"), key=lambda it: it["id"])
+    assert others(three) == others(one)  # the other kinds do not change
+    with pytest.raises(ValueError, match="cot_per_question=0"):
+        build_mix(probs, pool, 2, 0, MixConfig(cot_per_question=0), PCFG)
+
+
 def test_prompts_show_choices_in_training_like_at_test_time():
     p = problem(0)
     items, _ = build_mix([p], [(0, [rec("p0", [pos("a"), pos("b"), neg("c")])])], 1, 0, MixConfig(), PCFG)
