@@ -31,7 +31,7 @@ from core.proc import CommandError
 from data_gen.geoqa import DataError
 from data_gen.llamafactory import write_dataset
 from data_gen.problem import Problem
-from data_gen.reflection import build_mix, warmup_items
+from data_gen.reflection import build_mix, check_mix_config, warmup_items
 from data_gen.sources import load_problems
 from eval.evaluate import iteration_metrics
 from eval.report import plot_lines, write_table
@@ -227,6 +227,7 @@ def write_report(run: Run, all_metrics: list[dict]) -> str:
 
 def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     check_model_dir(cfg.model.base_model)
+    check_mix_config(cfg.mix)
     run_dir = open_run_dir(cfg, restart)
     log.info("config: %s", to_dict(cfg))
     run = Run(cfg, run_dir, load_problems(cfg.data, "train", run_dir, cfg.seed),

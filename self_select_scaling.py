@@ -174,7 +174,7 @@ def check_resume(cfg: ScalingConfig, out: Path) -> None:
     allowed = RESUMABLE_CHANGES + (() if cfg.train_select_mix else ("max_select_num",))
     if save_or_check(out / CONFIG_FILE, effective_config(cfg), allowed, str(out),
                      f"Rerun with the same options to resume, pass out=NEW_FOLDER, or delete {out} to start over.",
-                     defaults=to_dict(ScalingConfig())):
+                     defaults=effective_config(ScalingConfig())):
         log.info("resuming %s", out)
 
 

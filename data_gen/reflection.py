@@ -1,7 +1,8 @@
 """Build the R3V multi-task SFT mix from a pool of sampled rationales (DESIGN.md §1, step 2).
 
     QA       every train question -> "Answer: B"
-    CoT      question -> a positive rationale                     (L_SFT, at most one per question)
+    CoT      question -> a positive rationale                     (L_SFT, at most cot_per_question
+                                                                   per question; R3V: one)
     refine   question + a negative rationale -> a positive one    (L_REF, at most one per question)
     select   question + shuffled candidates -> "Answer: B"        (L_SEL: 2 pos + 1 neg and
              1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model)
@@ -20,7 +21,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from core.config import MixConfig, PromptConfig
+from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
 
@@ -118,12 +119,17 @@ def mixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candida
     return items
 
 
+def check_mix_config(cfg: MixConfig) -> None:
+    """Refuse mix options that cannot build a mix (run.py calls this before any sampling)."""
+    if cfg.include_cot and cfg.cot_per_question < 1:
+        raise ConfigError(f"mix.cot_per_question={cfg.cot_per_question}: use 1 or more "
+                          f"(mix.include_cot=false leaves the rationales out).")
+
+
 def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], iteration: int, seed: int,
               cfg: MixConfig, prompt_cfg: PromptConfig) -> tuple[list[dict], dict]:
     """The shuffled SFT mix for training iteration `iteration`, and its counts by kind and reason."""
-    if cfg.include_cot and cfg.cot_per_question < 1:
-        raise ValueError(f"mix.cot_per_question={cfg.cot_per_question}: use 1 or more "
-                         f"(mix.include_cot=false leaves the rationales out).")
+    check_mix_config(cfg)
     reasons: Counter[str] = Counter()
     by_id = collect_candidates(pool, cfg, reasons)
     known = {p.id for p in problems}

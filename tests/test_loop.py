@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 import run
@@ -96,6 +97,15 @@ def test_rerun_redoes_nothing_and_changed_config_is_refused(finished_run, warm_t
     assert (finished_run / "iter_1" / "model" / "adapter_model.safetensors").stat().st_mtime == mtime
     with pytest.raises(ConfigError, match=r"changed keys:\n  sample.temperature: 0.9 -> 0.5"):
         run.main(config(loop_args(warm_tiny_model_dir, out) + ["sample.temperature=0.5"]))
+    # a run folder saved before an option existed resumes (the option counts as its default) ...
+    saved = yaml.safe_load((finished_run / "config.yaml").read_text())
+    del saved["mix"]["cot_per_question"]
+    (finished_run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    run.main(config(loop_args(warm_tiny_model_dir, out)))
+    assert read_json(finished_run / "state.json") == before
+    # ... and a mix option that cannot build a mix is refused before anything runs
+    with pytest.raises(ConfigError, match="mix.cot_per_question=0"):
+        run.main(config(loop_args(warm_tiny_model_dir, out) + ["mix.cot_per_question=0"]))
 
 
 def _wait_for(predicate, proc, timeout=300.0):

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from core.config import MixConfig, PromptConfig
+from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.llamafactory import to_sharegpt, write_dataset
 from data_gen.problem import Problem
@@ -93,8 +93,10 @@ def test_cot_per_question_adds_distinct_rationales_newest_first():
     assert stats["kinds"]["cot"] == 4
     others = lambda items: sorted((it for it in items if it["kind"] != "cot"), key=lambda it: it["id"])
     assert others(three) == others(one)  # the other kinds do not change
-    with pytest.raises(ValueError, match="cot_per_question=0"):
+    with pytest.raises(ConfigError, match="cot_per_question=0"):
         build_mix(probs, pool, 2, 0, MixConfig(cot_per_question=0), PCFG)
+    no_cot, _ = build_mix(probs, pool, 2, 0, MixConfig(include_cot=False, cot_per_question=0), PCFG)
+    assert not [it for it in no_cot if it["kind"] == "cot"] and others(no_cot) == others(one)
 
 
 def test_prompts_show_choices_in_training_like_at_test_time():
