@@ -124,6 +124,10 @@ class MixConfig:
     cot_per_question: int = _f(1, "Distinct positive rationales per question in the mix (R3V: 1); more "
                                "raises the dose of self-generated CoT per iteration.")
     include_refine: bool = _f(True, "Add self-refine items: negative -> positive (L_REF).")
+    value_check: bool = _f(False, "Multiple choice: drop a correct rationale whose last computed value "
+                           "(after its last '=') is a number other than the value of the option it names "
+                           "(a lucky letter; R3V keeps it). Such a rationale is then neither a positive "
+                           "nor a negative.")
     include_select: bool = _f(True, "Add self-select items (L_SEL).")
     min_chars: int = _f(50, "A candidate must be longer than this many characters (reference: 50).")
     select_mixed_n: bool = _f(False, "Self-select items with N in 2..max_select_n candidates "

@@ -10,7 +10,9 @@
 The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
 iteration index (the reference ordered files by modification time, REFERENCE.md §7.13). A
 candidate must pass the reference filters: longer than `min_chars`, not starting with "Answer"
-(it has a rationale), an extractable answer, and not cut off at max_new_tokens. Every random
+(it has a rationale), an extractable answer, and not cut off at max_new_tokens. With
+`mix.value_check` (not in R3V) a correct multiple-choice candidate must also have computed the value
+of the option it names (eval.answers.derived_value_matches), so lucky letters are not trained on. Every random
 choice comes from an RNG keyed by (seed, iteration, question id), so the mix is reproducible and
 does not depend on the order of the pool files.
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
+from eval.answers import derived_value_matches
 
 
 @dataclass(frozen=True)
@@ -46,21 +49,35 @@ def filter_reason(text: str, answer: str | None, truncated: bool, min_chars: int
     return None
 
 
-def collect_candidates(pool: list[tuple[int, list[dict]]], cfg: MixConfig,
-                       reasons: Counter) -> dict[str, list[Candidate]]:
-    """Usable candidates per question id, newest iteration first (pool: [(iteration, records)])."""
+def collect_candidates(pool: list[tuple[int, list[dict]]], cfg: MixConfig, reasons: Counter,
+                       problems: dict[str, Problem] | None = None) -> dict[str, list[Candidate]]:
+    """Usable candidates per question id, newest iteration first (pool: [(iteration, records)]).
+
+    problems (by id) is needed for mix.value_check.
+    """
     by_id: dict[str, list[Candidate]] = {}
     for iteration, records in sorted(pool, key=lambda p: -p[0]):
         for r in records:
             for text, answer, correct, truncated in zip(r["predictions"], r["answers"], r["correct"],
                                                         r["truncated"]):
                 reason = filter_reason(text, answer, truncated, cfg.min_chars)
+                if not reason and cfg.value_check and correct:
+                    reason = _value_reason(text, problems.get(r["id"]) if problems else None)
                 if reason:
                     reasons[reason] += 1
                     continue
                 reasons["kept positive" if correct else "kept negative"] += 1
                 by_id.setdefault(r["id"], []).append(Candidate(text, bool(correct), iteration))
     return by_id
+
+
+def _value_reason(text: str, problem: Problem | None) -> str | None:
+    """mix.value_check for a correct candidate: the reason to drop it, or None to keep it."""
+    if problem is None or not problem.choices:
+        return None
+    if derived_value_matches(text, problem.answer, problem.choices) is False:
+        return "value differs from its option"
+    return None
 
 
 def _dedupe(cands: list[Candidate]) -> list[Candidate]:
@@ -131,7 +148,7 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
     """The shuffled SFT mix for training iteration `iteration`, and its counts by kind and reason."""
     check_mix_config(cfg)
     reasons: Counter[str] = Counter()
-    by_id = collect_candidates(pool, cfg, reasons)
+    by_id = collect_candidates(pool, cfg, reasons, {p.id: p for p in problems})
     known = {p.id for p in problems}
     unknown = sorted(set(by_id) - known)
     if unknown:

@@ -9,6 +9,9 @@ Public surface (others rely on these exactly, DESIGN.md §3):
     is_correct(text, answer, choices=None, rel_tol=0.0) -> bool
         answer is the gold letter for multiple choice, else the gold value. Numbers compare by value,
         within rel_tol of the gold (0.05 = ChartQA's relaxed accuracy). None never matches.
+    derived_value_matches(text, letter, choices) -> bool | None
+        Multiple choice: whether the value a rationale computed last (after its last "=" before the
+        answer marker) is the value of the option `letter`; None when either is not a number.
     normalize_number(s) -> float | None
         The number a string starts with ("1,000" -> 1000.0, "3/4" -> 0.75, "\\frac{1}{2}" -> 0.5,
         "40°" -> 40.0, "50%" -> 50.0, "12 cm" -> 12.0), or None ("2√3", "x", "3x").
@@ -364,6 +367,31 @@ def extract_answer(text: str, choices: Sequence[str] | None = None) -> str | Non
             return _letter(last.group(1), len(choices))
     lines = [line for line in text.splitlines() if line.strip()]
     return _read_bare_line(lines[-1], choices) if lines else None
+
+
+def derived_value_matches(text: str, letter: str, choices: Sequence[str]) -> bool | None:
+    """Whether a multiple-choice rationale computed the value of the option it names.
+
+    The computed value is the number after the last "=" before the last answer marker
+    ("... = 180° - 124° = 56°.\nAnswer: B" -> 56); the option's value is its text as a number
+    ("56°" -> 56). False means both are numbers and they differ: the letter was not derived from the
+    rationale (a lucky guess when the letter is right). None means there is nothing to compare (no
+    "=", an expression after it, a non-numeric option, a letter outside the choices).
+    """
+    if not text or not choices:
+        return None
+    idx = LETTERS.find(str(letter).strip().upper()) if len(str(letter).strip()) == 1 else -1
+    if not 0 <= idx < len(choices):
+        return None
+    markers = list(_MARKER_RE.finditer(text))
+    body = text[:markers[-1].start()] if markers else text
+    if "=" not in body:
+        return None
+    computed = normalize_number(body.rsplit("=", 1)[1])
+    option = normalize_number(str(choices[idx]))
+    if computed is None or option is None:
+        return None
+    return _numbers_match(computed, option, 0.0)
 
 
 def _gold_letter(answer: str, choices: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ Each row is (text, expected) with an id; rows marked "REF" guard against a refer
 
 import pytest
 
-from eval.answers import extract_answer, is_correct, normalize_number
+from eval.answers import derived_value_matches, extract_answer, is_correct, normalize_number
 
 GEO = ["20°", "40°", "50°", "80°"]           # GeoQA-style numeric choices
 SURD = ["2√3cm", "4√{3}cm", "√3cm", "6cm"]   # choices that are expressions, not plain numbers
@@ -232,3 +232,23 @@ def test_extraction_is_deterministic():
     # REF: the reference's judge was random when nothing was found; repeated calls must agree.
     texts = [c[1] for c in MC_CASES]
     assert [extract_answer(t, GEO) for t in texts] == [extract_answer(t, GEO) for t in texts]
+
+
+@pytest.mark.parametrize("text,letter,expected", [
+    ("∠AOC + ∠BOC = 180°, so ∠BOC = 180° - 130° = 50°.\nAnswer: C", "C", True),   # chained "="
+    ("So ∠BOC = 180° - 124° = 66°.\nAnswer: C", "C", False),        # computed 66, names C (50°)
+    ("x = 40 degrees, so the answer is B", "B", True),                 # marker "answer is", unit word
+    ("x = 40°. Answer: x = 50°", "B", True),                           # "=" after the marker is not read
+    ("The angles are equal.\nAnswer: B", "B", None),                   # no "=": nothing to compare
+    ("x = 2y + 4.\nAnswer: A", "A", None),                             # an expression, not a value
+    ("x = 20°.\nAnswer: E", "E", None),                                # a letter outside the choices
+    ("", "A", None),
+])
+def test_derived_value_matches(text, letter, expected):
+    assert derived_value_matches(text, letter, GEO) is expected
+
+
+def test_derived_value_needs_numeric_options():
+    assert derived_value_matches("r = 2√3.\nAnswer: A", "A", ["2√3", "3", "4", "5"]) is None
+    assert derived_value_matches("x = 3.\nAnswer: B", "B", ["2√3", "3", "4", "5"]) is True
+    assert derived_value_matches("x = 3.\nAnswer: B", "B", None) is None
