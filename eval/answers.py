@@ -12,6 +12,8 @@ Public surface (others rely on these exactly, DESIGN.md §3):
     derived_value_matches(text, letter, choices) -> bool | None
         Multiple choice: whether the value a rationale computed last (after its last "=" before the
         answer marker) is the value of the option `letter`; None when either is not a number.
+    derived_option(text, choices) -> str | None
+        The letter of the option whose value the rationale computed last, or None.
     normalize_number(s) -> float | None
         The number a string starts with ("1,000" -> 1000.0, "3/4" -> 0.75, "\\frac{1}{2}" -> 0.5,
         "40°" -> 40.0, "50%" -> 50.0, "12 cm" -> 12.0), or None ("2√3", "x", "3x").
@@ -369,6 +371,13 @@ def extract_answer(text: str, choices: Sequence[str] | None = None) -> str | Non
     return _read_bare_line(lines[-1], choices) if lines else None
 
 
+def _computed_value(text: str) -> float | None:
+    """The number after the last "=" before the last answer marker, or None."""
+    markers = list(_MARKER_RE.finditer(text))
+    body = text[:markers[-1].start()] if markers else text
+    return normalize_number(body.rsplit("=", 1)[1]) if "=" in body else None
+
+
 def derived_value_matches(text: str, letter: str, choices: Sequence[str]) -> bool | None:
     """Whether a multiple-choice rationale computed the value of the option it names.
 
@@ -383,15 +392,25 @@ def derived_value_matches(text: str, letter: str, choices: Sequence[str]) -> boo
     idx = LETTERS.find(str(letter).strip().upper()) if len(str(letter).strip()) == 1 else -1
     if not 0 <= idx < len(choices):
         return None
-    markers = list(_MARKER_RE.finditer(text))
-    body = text[:markers[-1].start()] if markers else text
-    if "=" not in body:
-        return None
-    computed = normalize_number(body.rsplit("=", 1)[1])
+    computed = _computed_value(text)
     option = normalize_number(str(choices[idx]))
     if computed is None or option is None:
         return None
     return _numbers_match(computed, option, 0.0)
+
+
+def derived_option(text: str, choices: Sequence[str]) -> str | None:
+    """The letter of the first option whose value the rationale computed last, or None."""
+    if not text or not choices:
+        return None
+    computed = _computed_value(text)
+    if computed is None:
+        return None
+    for i, choice in enumerate(choices):
+        option = normalize_number(str(choice))
+        if option is not None and _numbers_match(computed, option, 0.0):
+            return LETTERS[i]
+    return None
 
 
 def _gold_letter(answer: str, choices: Sequence[str]) -> str:

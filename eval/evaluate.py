@@ -1,10 +1,14 @@
-"""Per-iteration metrics from saved sample files: Test@1, MV@K, SS@K, pass@K.
+"""Per-iteration metrics from saved sample files: Test@1, MV@K, SS@K, pass@K, and diagnostics.
 
 Every number is recomputed from the JSONL records on disk, so anyone can check it:
 
     python -m eval.evaluate outputs/<run>/iter_1      # prints the iteration's metrics
 
 Unparseable outputs count as wrong and never take part in a vote (eval/metrics.py).
+
+Diagnostics (in metrics.json, not in the table): how the self-select answers relate to the K
+candidates they were shown (`select_diagnostics`), and how often a sampled multiple-choice rationale
+names another letter than the option whose value it computed (`letter_binding`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import sys
 from pathlib import Path
 
 from core.io import read_jsonl
-from eval.answers import extract_answer
+from eval.answers import derived_option, extract_answer
 from eval.metrics import accuracy, mv_at_n, pass_at_n_score
 from data_gen.problem import Problem
 
@@ -44,6 +48,45 @@ def sample_metrics(records: list[dict], golds: dict[str, str | None], *, num_sub
     }
 
 
+def select_diagnostics(samples: list[dict], selects: list[dict], golds: dict[str, str | None]) -> dict:
+    """Self-select answers against the candidates shown (at test time all K samples of a question).
+
+    outside: the select answer is an answer that none of the candidates gave (no answer not counted);
+    unanimous: every candidate has an answer and all agree; overrides: the select answer differs from
+    a unanimous one, split by whether the candidates were right.
+    """
+    by_id = {r["id"]: r["answers"] for r in samples}
+    outside = unanimous = overrides = overrides_right = 0
+    for r in selects:
+        cands, pick = by_id[r["id"]], r["answers"][0]
+        outside += pick is not None and pick not in cands
+        if None not in cands and len(set(cands)) == 1:
+            unanimous += 1
+            if pick != cands[0]:
+                overrides += 1
+                overrides_right += cands[0] == golds[r["id"]]
+    return {"select_outside_candidates_rate": 100.0 * outside / len(selects),
+            "select_unanimous": unanimous, "select_overrides_unanimous": overrides,
+            "select_overrides_right_unanimous": overrides_right}
+
+
+def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
+    """Sampled multiple-choice rationales whose last computed value is an option's value, and the
+    percentage of those that then name another letter (eval.answers.derived_option)."""
+    choices = {p.id: p.choices for p in problems if p.choices}
+    bound = mismatched = 0
+    for r in samples:
+        if r["id"] not in choices:
+            continue
+        for text, answer in zip(r["predictions"], r["answers"]):
+            option = derived_option(text, choices[r["id"]]) if answer is not None else None
+            if option is not None:
+                bound += 1
+                mismatched += option != answer
+    return {"value_is_option": bound,
+            "letter_mismatch_rate": 100.0 * mismatched / bound if bound else None}
+
+
 def read_matched(path: Path, ids: list[str]) -> list[dict]:
     """A records file whose ids are exactly the test questions' (else the file belongs to other data)."""
     records = read_jsonl(path)
@@ -65,12 +108,14 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
     samples = read_matched(samples_path, ids) if samples_path.is_file() else None
     if samples:
         metrics.update(sample_metrics(samples, golds))
+        metrics.update(letter_binding(samples, problems))
     select = iter_dir / "test_select.jsonl"
     if select.is_file() and samples:
         k = len(samples[0]["predictions"])
         records = read_matched(select, ids)
         metrics[f"SS@{k}"] = accuracy([r["correct"][0] for r in records])
         metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
+        metrics.update(select_diagnostics(samples, records, golds))
     return metrics
 
 

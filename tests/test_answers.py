@@ -6,7 +6,7 @@ Each row is (text, expected) with an id; rows marked "REF" guard against a refer
 
 import pytest
 
-from eval.answers import derived_value_matches, extract_answer, is_correct, normalize_number
+from eval.answers import derived_option, derived_value_matches, extract_answer, is_correct, normalize_number
 
 GEO = ["20°", "40°", "50°", "80°"]           # GeoQA-style numeric choices
 SURD = ["2√3cm", "4√{3}cm", "√3cm", "6cm"]   # choices that are expressions, not plain numbers
@@ -252,3 +252,10 @@ def test_derived_value_needs_numeric_options():
     assert derived_value_matches("r = 2√3.\nAnswer: A", "A", ["2√3", "3", "4", "5"]) is None
     assert derived_value_matches("x = 3.\nAnswer: B", "B", ["2√3", "3", "4", "5"]) is True
     assert derived_value_matches("x = 3.\nAnswer: B", "B", None) is None
+
+
+def test_derived_option():
+    assert derived_option("∠B = 180° - 130° = 50°.\nAnswer: A", GEO) == "C"
+    assert derived_option("x = 45°.\nAnswer: A", GEO) is None      # no option has that value
+    assert derived_option("The answer is B", GEO) is None            # nothing computed
+    assert derived_option("x = 40", None) is None

@@ -1,9 +1,12 @@
-"""Exact checks for eval/metrics.py: voting, pass@N, and subset averaging for MV@N / pass@N curves."""
+"""Exact checks for eval/metrics.py (voting, pass@N, subset averaging for MV@N / pass@N curves) and the
+select and letter-binding diagnostics of eval/evaluate.py."""
 
 import math
 
 import pytest
 
+from data_gen.problem import Problem
+from eval.evaluate import letter_binding, select_diagnostics
 from eval.metrics import (
     accuracy,
     draw_subsets,
@@ -109,3 +112,34 @@ def test_bad_inputs_are_errors():
         mv_at_n([["A", "B", "C"], ["A", "B"]], ["A", "B"], n=1, num_subsets=5, seed=0)
     with pytest.raises(ValueError, match="golds"):
         mv_at_n([["A"], ["B"]], ["A"], n=1, num_subsets=5, seed=0)
+
+
+def _samples(qid: str, texts_answers: list[tuple[str, str | None]]) -> dict:
+    return {"id": qid, "predictions": [t for t, _ in texts_answers], "answers": [a for _, a in texts_answers]}
+
+
+def test_select_diagnostics_counts_outside_picks_and_unanimous_overrides():
+    samples = [_samples("q1", [("", "A"), ("", "A"), ("", "A")]),     # unanimous, right
+               _samples("q2", [("", "B"), ("", "B"), ("", "B")]),     # unanimous, wrong
+               _samples("q3", [("", "A"), ("", None), ("", "A")]),    # a candidate without answer: not unanimous
+               _samples("q4", [("", "C"), ("", "D"), ("", "C")])]
+    selects = [{"id": "q1", "answers": ["C"]},     # outside the candidates, overrides a right unanimous set
+               {"id": "q2", "answers": ["A"]},     # outside, overrides a wrong one
+               {"id": "q3", "answers": [None]},    # no answer: not "outside"
+               {"id": "q4", "answers": ["D"]}]     # one of the candidates
+    golds = {"q1": "A", "q2": "A", "q3": "A", "q4": "C"}
+    assert select_diagnostics(samples, selects, golds) == {
+        "select_outside_candidates_rate": 50.0, "select_unanimous": 2,
+        "select_overrides_unanimous": 2, "select_overrides_right_unanimous": 1}
+
+
+def test_letter_binding_counts_rationales_that_computed_an_option():
+    mc = Problem(id="m", image="/i.png", question="x?", choices=("20°", "40°", "50°", "80°"), answer="B")
+    free = Problem(id="f", image="/i.png", question="n?", choices=None, answer="7")
+    samples = [_samples("m", [("x = 40°.\nAnswer: B", "B"),      # bound to its option
+                              ("x = 40°.\nAnswer: C", "C"),      # computed B's value, names C
+                              ("x = 45°.\nAnswer: C", "C"),      # no option has the value: not counted
+                              ("x = 40°.", None)]),               # no answer: not counted
+               _samples("f", [("n = 7.\nAnswer: 7", "7")])]     # free-form: not counted
+    assert letter_binding(samples, [mc, free]) == {"value_is_option": 2, "letter_mismatch_rate": 50.0}
+    assert letter_binding([samples[1]], [mc, free]) == {"value_is_option": 0, "letter_mismatch_rate": None}
