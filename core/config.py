@@ -125,7 +125,8 @@ class MixConfig:
                                "raises the dose of self-generated CoT per iteration.")
     include_refine: bool = _f(True, "Add self-refine items: negative -> positive (L_REF).")
     value_check: bool = _f(False, "Multiple choice: drop a correct rationale whose last computed value "
-                           "(after its last '=') is a number other than the value of the option it names "
+                           "(after the last '=' of its answer line, else before its answer marker) is a "
+                           "number other than the value of the option it names "
                            "(a lucky letter; R3V keeps it). Such a rationale is then neither a positive "
                            "nor a negative.")
     include_select: bool = _f(True, "Add self-select items (L_SEL).")

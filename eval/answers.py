@@ -10,10 +10,11 @@ Public surface (others rely on these exactly, DESIGN.md §3):
         answer is the gold letter for multiple choice, else the gold value. Numbers compare by value,
         within rel_tol of the gold (0.05 = ChartQA's relaxed accuracy). None never matches.
     derived_value_matches(text, letter, choices) -> bool | None
-        Multiple choice: whether the value a rationale computed last (after its last "=" before the
-        answer marker) is the value of the option `letter`; None when either is not a number.
+        Multiple choice: whether the value a rationale computed last (after the last "=" of its
+        answer line, else before its answer marker) is the value of the option `letter`; None when
+        either is not a number.
     derived_option(text, choices) -> str | None
-        The letter of the option whose value the rationale computed last, or None.
+        The letter of the one option whose value the rationale computed last, or None.
     normalize_number(s) -> float | None
         The number a string starts with ("1,000" -> 1000.0, "3/4" -> 0.75, "\\frac{1}{2}" -> 0.5,
         "40°" -> 40.0, "50%" -> 50.0, "12 cm" -> 12.0), or None ("2√3", "x", "3x").
@@ -371,46 +372,86 @@ def extract_answer(text: str, choices: Sequence[str] | None = None) -> str | Non
     return _read_bare_line(lines[-1], choices) if lines else None
 
 
-def _computed_value(text: str) -> float | None:
-    """The number after the last "=" before the last answer marker, or None."""
+# An operator between two operands ("180° - 130°", "12 cm + 3 cm", "2(3)"); a sign alone is no operator.
+_EXPRESSION_RE = re.compile(r"[\w)°%²³]\s*[-+*/×÷^−]\s*[\d(√π∠\\]")
+_FRACTION_RE = re.compile(r"(?<![\d.])\d+/\d+(?![\d.])")
+_CLAUSE_END_RE = re.compile(r"\n|;|,(?!\d{3}\b)|(?<!\d)\.|\.(?!\d)")
+
+
+def _computed_value(text: str) -> tuple[float, int | None] | None:
+    """(value, decimals written) of the number a rationale computed last, or None.
+
+    That number follows the last "=" of the answer line (the first line after the last marker), else
+    the last "=" before the marker, and is read up to the end of its clause. An expression there
+    ("= 180° - 130°") is no value. decimals is None for a fraction ("1/3": exact).
+    """
     markers = list(_MARKER_RE.finditer(text))
+    answer_line = _first_line(text[markers[-1].end():]) if markers else ""
     body = text[:markers[-1].start()] if markers else text
-    return normalize_number(body.rsplit("=", 1)[1]) if "=" in body else None
+    source = answer_line if "=" in answer_line else body
+    if "=" not in source:
+        return None
+    clause = _CLAUSE_END_RE.split(source.rsplit("=", 1)[1], maxsplit=1)[0]
+    if _EXPRESSION_RE.search(_FRACTION_RE.sub("1", clause)):
+        return None
+    value = normalize_number(clause)
+    if value is None:
+        return None
+    number = re.search(_NUM + r"(/\d)?", clause)
+    if number is None or number.group(1):
+        return value, None
+    return value, len(number.group(0).split(".")[1]) if "." in number.group(0) else 0
+
+
+def _option_values(choices: Sequence[str]) -> list[tuple[float, int | None] | None]:
+    """(value, decimals) of each choice that is a number ("(A) 20°" reads as 20), else None."""
+    return [_computed_value("= " + c) for c in _choice_texts(choices)]
+
+
+def _same_value(a: tuple[float, int | None], b: tuple[float, int | None]) -> bool:
+    """Equal up to the precision the less precise of the two was written with (3.46 == 3.4641,
+    0.333 == 1/3, 200 != 201)."""
+    decimals = [d for d in (a[1], b[1]) if d is not None]
+    if not decimals:
+        return _numbers_match(a[0], b[0], 0.0)
+    return abs(a[0] - b[0]) <= 0.5 * 10 ** -min(decimals) + 1e-12
+
+
+def _derived_letters(text: str, choices: Sequence[str]) -> tuple[bool, list[str]]:
+    """(whether the rationale computed a value, the letters of the options with that value)."""
+    computed = _computed_value(text) if text else None
+    if computed is None:
+        return False, []
+    return True, [LETTERS[i] for i, v in enumerate(_option_values(choices)) if v is not None
+                  and _same_value(computed, v)]
 
 
 def derived_value_matches(text: str, letter: str, choices: Sequence[str]) -> bool | None:
     """Whether a multiple-choice rationale computed the value of the option it names.
 
-    The computed value is the number after the last "=" before the last answer marker
-    ("... = 180° - 124° = 56°.\nAnswer: B" -> 56); the option's value is its text as a number
-    ("56°" -> 56). False means both are numbers and they differ: the letter was not derived from the
-    rationale (a lucky guess when the letter is right). None means there is nothing to compare (no
-    "=", an expression after it, a non-numeric option, a letter outside the choices).
+    The computed value is the number after the last "=" of the answer line, else after the last "="
+    before the last answer marker ("... = 180° - 124° = 56°.\nAnswer: B" -> 56); the option's value is
+    its text as a number ("56°" -> 56), equal up to the precision written. False means both are
+    numbers and they differ: the last value computed is not the named option's (a lucky letter when
+    it is right, or a rationale whose last "=" was a check). None means there is nothing to compare
+    (no "=", an expression after it, a non-numeric option, a letter outside the choices).
     """
-    if not text or not choices:
+    if not choices:
         return None
-    idx = LETTERS.find(str(letter).strip().upper()) if len(str(letter).strip()) == 1 else -1
-    if not 0 <= idx < len(choices):
+    named = _letter(str(letter).strip().strip("()"), len(choices)) if letter else None
+    if named is None or _option_values(choices)[LETTERS.index(named)] is None:
         return None
-    computed = _computed_value(text)
-    option = normalize_number(str(choices[idx]))
-    if computed is None or option is None:
-        return None
-    return _numbers_match(computed, option, 0.0)
+    computed, letters = _derived_letters(text, choices)
+    return named in letters if computed else None
 
 
 def derived_option(text: str, choices: Sequence[str]) -> str | None:
-    """The letter of the first option whose value the rationale computed last, or None."""
-    if not text or not choices:
+    """The letter of the one option whose value the rationale computed last, or None (nothing
+    computed, no option with that value, or several)."""
+    if not choices:
         return None
-    computed = _computed_value(text)
-    if computed is None:
-        return None
-    for i, choice in enumerate(choices):
-        option = normalize_number(str(choice))
-        if option is not None and _numbers_match(computed, option, 0.0):
-            return LETTERS[i]
-    return None
+    _, letters = _derived_letters(text, choices)
+    return letters[0] if len(letters) == 1 else None
 
 
 def _gold_letter(answer: str, choices: Sequence[str]) -> str:

@@ -48,23 +48,26 @@ def sample_metrics(records: list[dict], golds: dict[str, str | None], *, num_sub
     }
 
 
-def select_diagnostics(samples: list[dict], selects: list[dict], golds: dict[str, str | None]) -> dict:
+def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
     """Self-select answers against the candidates shown (at test time all K samples of a question).
 
-    outside: the select answer is an answer that none of the candidates gave (no answer not counted);
-    unanimous: every candidate has an answer and all agree; overrides: the select answer differs from
-    a unanimous one, split by whether the candidates were right.
+    outside: % of select records whose answer none of the candidates gave (a select without an
+    answer is not outside, but stays in the denominator); unanimous: every candidate has an answer
+    and all agree; overrides: the select answer differs from a unanimous one, and how often the
+    candidates were right then (their own `correct` flags).
     """
-    by_id = {r["id"]: r["answers"] for r in samples}
+    if not selects:
+        return {}
+    by_id = {r["id"]: r for r in samples}
     outside = unanimous = overrides = overrides_right = 0
     for r in selects:
-        cands, pick = by_id[r["id"]], r["answers"][0]
+        cands, pick = by_id[r["id"]]["answers"], r["answers"][0]
         outside += pick is not None and pick not in cands
         if None not in cands and len(set(cands)) == 1:
             unanimous += 1
             if pick != cands[0]:
                 overrides += 1
-                overrides_right += cands[0] == golds[r["id"]]
+                overrides_right += all(by_id[r["id"]]["correct"])
     return {"select_outside_candidates_rate": 100.0 * outside / len(selects),
             "select_unanimous": unanimous, "select_overrides_unanimous": overrides,
             "select_overrides_right_unanimous": overrides_right}
@@ -115,7 +118,7 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
         records = read_matched(select, ids)
         metrics[f"SS@{k}"] = accuracy([r["correct"][0] for r in records])
         metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
-        metrics.update(select_diagnostics(samples, records, golds))
+        metrics.update(select_diagnostics(samples, records))
     return metrics
 
 

@@ -238,7 +238,13 @@ def test_extraction_is_deterministic():
     ("∠AOC + ∠BOC = 180°, so ∠BOC = 180° - 130° = 50°.\nAnswer: C", "C", True),   # chained "="
     ("So ∠BOC = 180° - 124° = 66°.\nAnswer: C", "C", False),        # computed 66, names C (50°)
     ("x = 40 degrees, so the answer is B", "B", True),                 # marker "answer is", unit word
-    ("x = 40°. Answer: x = 50°", "B", True),                           # "=" after the marker is not read
+    ("x = 40°. Answer: x = 50°", "C", True),                           # the answer line's "=" wins
+    ("x = 40°. Answer: x = 50°", "B", False),
+    ("∠AOC = 130°.\nAnswer: ∠BOC = 180° - 130° = 50°", "C", True),
+    ("x = 5, so y = 40°, z = 20°.\nAnswer: B", "B", False),           # the last "=" counts
+    ("∠AOB = 180° - 130°.\nAnswer: C", "C", None),                    # an expression with units
+    ("x = 12 cm + 3 cm.\nAnswer: C", "C", None),
+    ("x = 40.\nAnswer: (b)", "(b)", True),                             # the letter as extracted or written
     ("The angles are equal.\nAnswer: B", "B", None),                   # no "=": nothing to compare
     ("x = 2y + 4.\nAnswer: A", "A", None),                             # an expression, not a value
     ("x = 20°.\nAnswer: E", "E", None),                                # a letter outside the choices
@@ -246,6 +252,19 @@ def test_extraction_is_deterministic():
 ])
 def test_derived_value_matches(text, letter, expected):
     assert derived_value_matches(text, letter, GEO) is expected
+
+
+@pytest.mark.parametrize("text,choices,expected", [
+    ("x = 0.333.\nAnswer: A", ["1/3", "1/2", "2", "3"], True),          # equal to the precision written
+    ("AB = 3.46.\nAnswer: A", ["3.464", "2", "1", "5"], True),
+    ("x = 200.\nAnswer: A", ["201", "2", "1", "5"], False),
+    ("x = 3/4.\nAnswer: A", ["0.75", "1", "2", "3"], True),
+    ("x = -5.\nAnswer: A", ["-5", "5", "1", "2"], True),                # a sign, not an operator
+    ("x = 1,000 m.\nAnswer: A", ["1000", "5", "1", "2"], True),         # a thousands comma
+    ("x = 20°.\nAnswer: A", ["(A) 20°", "(B) 40°", "(C) 50°", "(D) 80°"], True),  # options with letters
+])
+def test_derived_value_precision_signs_and_option_prefixes(text, choices, expected):
+    assert derived_value_matches(text, "A", choices) is expected
 
 
 def test_derived_value_needs_numeric_options():
@@ -259,3 +278,4 @@ def test_derived_option():
     assert derived_option("x = 45°.\nAnswer: A", GEO) is None      # no option has that value
     assert derived_option("The answer is B", GEO) is None            # nothing computed
     assert derived_option("x = 40", None) is None
+    assert derived_option("x = 40.\nAnswer: B", ["40°", "40", "50", "80"]) is None  # two options have it

@@ -114,23 +114,24 @@ def test_bad_inputs_are_errors():
         mv_at_n([["A"], ["B"]], ["A"], n=1, num_subsets=5, seed=0)
 
 
-def _samples(qid: str, texts_answers: list[tuple[str, str | None]]) -> dict:
-    return {"id": qid, "predictions": [t for t, _ in texts_answers], "answers": [a for _, a in texts_answers]}
+def _samples(qid: str, texts_answers: list[tuple[str, str | None]], gold: str = "A") -> dict:
+    return {"id": qid, "predictions": [t for t, _ in texts_answers], "answers": [a for _, a in texts_answers],
+            "correct": [a == gold for _, a in texts_answers]}
 
 
 def test_select_diagnostics_counts_outside_picks_and_unanimous_overrides():
     samples = [_samples("q1", [("", "A"), ("", "A"), ("", "A")]),     # unanimous, right
                _samples("q2", [("", "B"), ("", "B"), ("", "B")]),     # unanimous, wrong
                _samples("q3", [("", "A"), ("", None), ("", "A")]),    # a candidate without answer: not unanimous
-               _samples("q4", [("", "C"), ("", "D"), ("", "C")])]
+               _samples("q4", [("", "C"), ("", "D"), ("", "C")], gold="C")]
     selects = [{"id": "q1", "answers": ["C"]},     # outside the candidates, overrides a right unanimous set
                {"id": "q2", "answers": ["A"]},     # outside, overrides a wrong one
                {"id": "q3", "answers": [None]},    # no answer: not "outside"
                {"id": "q4", "answers": ["D"]}]     # one of the candidates
-    golds = {"q1": "A", "q2": "A", "q3": "A", "q4": "C"}
-    assert select_diagnostics(samples, selects, golds) == {
+    assert select_diagnostics(samples, selects) == {
         "select_outside_candidates_rate": 50.0, "select_unanimous": 2,
         "select_overrides_unanimous": 2, "select_overrides_right_unanimous": 1}
+    assert select_diagnostics(samples, []) == {}
 
 
 def test_letter_binding_counts_rationales_that_computed_an_option():

@@ -102,19 +102,21 @@ def test_cot_per_question_adds_distinct_rationales_newest_first():
 def test_value_check_drops_lucky_positives_only_when_asked():
     # p0's second positive computed 30 but names B (20): a lucky letter; its negative says 30 -> C.
     lucky = (f"[lucky] x = 30{LONG}. Answer: B", "B", True, False)
+    unchecked = (f"[nothing computed]{LONG}. Answer: B", "B", True, False)  # no "=": kept
+    odd_neg = (f"[odd neg] x = 40{LONG}. Answer: C", "C", False, False)  # value 40 names C: negatives are kept
     free = Problem(id="f0", image="/img/f0.png", question="How many?", choices=None, answer="7")
     free_pos = (f"[free] n = 3 + 4 = 8{LONG}. Answer: 7", "7", True, False)  # free-form: never checked
     probs = [problem(0), free]
-    pool = [(0, [rec("p0", [pos("a"), lucky, neg("b")]), rec("f0", [free_pos])])]
+    pool = [(0, [rec("p0", [pos("a"), lucky, neg("b"), unchecked, odd_neg]), rec("f0", [free_pos])])]
     cfg = MixConfig(cot_per_question=3)
     plain, plain_stats = build_mix(probs, pool, 1, 0, cfg, PCFG)
     checked, stats = build_mix(probs, pool, 1, 0, MixConfig(cot_per_question=3, value_check=True), PCFG)
     cot = lambda items: sorted(it["response"][:7] for it in items if it["kind"] == "cot")
-    assert cot(plain) == ["[a] x =", "[free] ", "[lucky]"]
-    assert cot(checked) == ["[a] x =", "[free] "]
+    assert cot(plain) == ["[a] x =", "[free] ", "[lucky]", "[nothin"]
+    assert cot(checked) == ["[a] x =", "[free] ", "[nothin"]
     assert stats["candidates"]["value differs from its option"] == 1
     assert stats["candidates"]["kept positive"] == plain_stats["candidates"]["kept positive"] - 1
-    assert stats["candidates"]["kept negative"] == plain_stats["candidates"]["kept negative"] == 1
+    assert stats["candidates"]["kept negative"] == plain_stats["candidates"]["kept negative"] == 2
     # the lucky rationale is no refine target and no select candidate either
     assert not any("[lucky]" in it["prompt"] + it["response"] for it in checked)
     assert "value differs from its option" not in plain_stats["candidates"]
