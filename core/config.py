@@ -134,6 +134,10 @@ class MixConfig:
     select_mixed_n: bool = _f(False, "Self-select items with N in 2..max_select_n candidates "
                               "(the scaling model) instead of 2+1 / 1+2.")
     max_select_n: int = _f(6, "Largest candidate set for mixed-N self-select items.")
+    select_target: str = _f("answer", "Self-select target: answer = \"Answer: B\" (R3V); pointer = "
+                            "\"Prediction k is correct.\\nAnswer: B\", naming a correct candidate "
+                            "first (not in R3V: the answer is then copied from a candidate instead "
+                            "of recomputed). Test-time answers are read from the answer line either way.")
     select_per_n: int = _f(2, "Mixed-N: at most this many select items per question and N.")
 
 

@@ -40,3 +40,8 @@ def select_prompt(problem: Problem, candidates: list[str], cfg: PromptConfig) ->
 def answer_target(problem: Problem) -> str:
     """The direct-answer target for QA and self-select items: "Answer: B" (or the value)."""
     return f"Answer: {problem.answer}"
+
+
+def pointer_target(problem: Problem, position: int) -> str:
+    """mix.select_target=pointer: name the correct candidate (1-based, as listed), then answer."""
+    return f"Prediction {position} is correct.\n{answer_target(problem)}"

@@ -5,7 +5,8 @@
                                                                    per question; R3V: one)
     refine   question + a negative rationale -> a positive one    (L_REF, at most one per question)
     select   question + shuffled candidates -> "Answer: B"        (L_SEL: 2 pos + 1 neg and
-             1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model)
+             1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model;
+             mix.select_target=pointer: "Prediction k is correct.\nAnswer: B")
 
 The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
 iteration index (the reference ordered files by modification time, REFERENCE.md §7.13). A
@@ -91,24 +92,30 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
+SELECT_TARGETS = ("answer", "pointer")
+
+
 def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, item_id: str,
-                prompt_cfg: PromptConfig) -> dict:
+                cfg: MixConfig, prompt_cfg: PromptConfig) -> dict:
     chosen = list(chosen)
     rng.shuffle(chosen)
+    if cfg.select_target == "pointer":  # the first correct candidate as listed (positions are shuffled)
+        response = prompts.pointer_target(problem, 1 + next(i for i, c in enumerate(chosen) if c.correct))
+    else:
+        response = prompts.answer_target(problem)
     return {"kind": "select", "id": item_id, "image": problem.image,
             "prompt": prompts.select_prompt(problem, [c.text for c in chosen], prompt_cfg),
-            "response": prompts.answer_target(problem),
-            "num_candidates": len(chosen)}
+            "response": response, "num_candidates": len(chosen)}
 
 
 def fixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candidate],
-                       rng: random.Random, prompt_cfg: PromptConfig) -> list[dict]:
+                       rng: random.Random, cfg: MixConfig, prompt_cfg: PromptConfig) -> list[dict]:
     """The reference's two select items: 2 positives + 1 negative, 1 positive + 2 negatives."""
     items = []
     if len(pos) >= 2 and neg:
-        items.append(select_item(problem, pos[:2] + neg[:1], rng, f"select-{problem.id}-2p1n", prompt_cfg))
+        items.append(select_item(problem, pos[:2] + neg[:1], rng, f"select-{problem.id}-2p1n", cfg, prompt_cfg))
     if pos and len(neg) >= 2:
-        items.append(select_item(problem, pos[:1] + neg[:2], rng, f"select-{problem.id}-1p2n", prompt_cfg))
+        items.append(select_item(problem, pos[:1] + neg[:2], rng, f"select-{problem.id}-1p2n", cfg, prompt_cfg))
     return items
 
 
@@ -132,12 +139,15 @@ def mixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candida
             if key in seen:
                 continue
             seen.add(key)
-            items.append(select_item(problem, chosen, rng, f"select-{problem.id}-n{n}-{len(seen)}", prompt_cfg))
+            items.append(select_item(problem, chosen, rng, f"select-{problem.id}-n{n}-{len(seen)}", cfg,
+                                     prompt_cfg))
     return items
 
 
 def check_mix_config(cfg: MixConfig) -> None:
     """Refuse mix options that cannot build a mix (run.py calls this before any sampling)."""
+    if cfg.select_target not in SELECT_TARGETS:
+        raise ConfigError(f"mix.select_target={cfg.select_target!r}: use one of {', '.join(SELECT_TARGETS)}.")
     if cfg.include_cot and cfg.cot_per_question < 1:
         raise ConfigError(f"mix.cot_per_question={cfg.cot_per_question}: use 1 or more "
                           f"(mix.include_cot=false leaves the rationales out).")
@@ -173,7 +183,7 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
                           "response": pos[0].text})
         if cfg.include_select:
             items += (mixed_select_items(p, pos, neg, rng, cfg, prompt_cfg) if cfg.select_mixed_n
-                      else fixed_select_items(p, pos, neg, rng, prompt_cfg))
+                      else fixed_select_items(p, pos, neg, rng, cfg, prompt_cfg))
     random.Random(f"{seed}-mix-{iteration}").shuffle(items)
     kinds = Counter(it["kind"] for it in items)
     stats = {"iteration": iteration, "total": len(items),

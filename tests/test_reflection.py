@@ -166,6 +166,27 @@ def test_mixed_n_select_items():
         assert any(t in "abc" for t in texts) and any(t in "def" for t in texts)  # >= 1 pos and >= 1 neg
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_pointer_select_target_names_a_correct_candidate(mixed):
+    probs = [problem(i) for i in range(20)]
+    pool = [(0, [rec(f"p{i}", [pos("a"), pos("b"), neg("c"), neg("d", "A"), neg("e", "D")]) for i in range(20)])]
+    cfg = MixConfig(select_target="pointer", select_mixed_n=mixed, include_qa=False)
+    items, _ = build_mix(probs, pool, 1, 0, cfg, PCFG)
+    selects = [it for it in items if it["kind"] == "select"]
+    pointed = Counter()
+    for it in selects:
+        k, letter = re.fullmatch(r"Prediction (\d) is correct\.\nAnswer: (\w)", it["response"]).groups()
+        tags = re.findall(r"Model's Prediction \d: \[(\w)\]", it["prompt"])
+        assert letter == "B" and tags[int(k) - 1] in "ab"                 # points at a positive
+        assert all(t not in "ab" for t in tags[:int(k) - 1])              # the first positive listed
+        pointed[k] += 1
+    assert len(pointed) >= 3                                               # positions are shuffled
+    answer_items, _ = build_mix(probs, pool, 1, 0, MixConfig(select_mixed_n=mixed, include_qa=False), PCFG)
+    assert [it["prompt"] for it in answer_items] == [it["prompt"] for it in items]  # only the target differs
+    with pytest.raises(ConfigError, match="select_target='index'"):
+        build_mix(probs, pool, 1, 0, MixConfig(select_target="index"), PCFG)
+
+
 def test_disabled_kinds_and_unknown_ids():
     probs = [problem(0)]
     pool = [(0, [rec("p0", [pos("a"), pos("b"), neg("c")])])]
