@@ -139,6 +139,11 @@ class MixConfig:
                             "first (not in R3V: the answer is then copied from a candidate instead "
                             "of recomputed). Test-time answers are read from the answer line either way.")
     select_per_n: int = _f(2, "Mixed-N: at most this many select items per question and N.")
+    select_sets: str = _f("fixed", "How self-select candidate sets are drawn: fixed = 2 pos + 1 neg and "
+                          "1 pos + 2 neg (R3V; mixed N: 1..N-1 positives); natural = N of the question's "
+                          "samples drawn at random, repeats kept, as at test time (not in R3V), "
+                          "select_per_n sets per N, each with at least one correct candidate "
+                          "(all-correct sets included).")
 
 
 @dataclass

@@ -6,7 +6,8 @@
     refine   question + a negative rationale -> a positive one    (L_REF, at most one per question)
     select   question + shuffled candidates -> "Answer: B"        (L_SEL: 2 pos + 1 neg and
              1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model;
-             mix.select_target=pointer: "Prediction k is correct.\nAnswer: B")
+             mix.select_target=pointer: "Prediction k is correct.\nAnswer: B";
+             mix.select_sets=natural: N samples at random, repeats kept, as at test time)
 
 The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
 iteration index (the reference ordered files by modification time, REFERENCE.md §7.13). A
@@ -93,6 +94,7 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
 
 
 SELECT_TARGETS = ("answer", "pointer")
+SELECT_SETS = ("fixed", "natural")
 
 
 def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, item_id: str,
@@ -144,8 +146,34 @@ def mixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candida
     return items
 
 
+def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.Random, cfg: MixConfig,
+                         prompt_cfg: PromptConfig) -> list[dict]:
+    """mix.select_sets=natural: N of the question's samples at random, repeats kept, as at test time.
+
+    A set needs at least one correct candidate (there is nothing right to select otherwise); sets
+    where every candidate is correct are kept, as they are at test time.
+    """
+    items = []
+    for n in range(2, cfg.max_select_n + 1) if cfg.select_mixed_n else (3,):
+        if len(cands) < n or not any(c.correct for c in cands):
+            continue
+        seen: set[tuple[int, ...]] = set()
+        for _ in range(10 * cfg.select_per_n):
+            if len(seen) >= cfg.select_per_n:
+                break
+            picked = tuple(sorted(rng.sample(range(len(cands)), n)))
+            if picked in seen or not any(cands[i].correct for i in picked):
+                continue
+            seen.add(picked)
+            items.append(select_item(problem, [cands[i] for i in picked], rng,
+                                     f"select-{problem.id}-nat{n}-{len(seen)}", cfg, prompt_cfg))
+    return items
+
+
 def check_mix_config(cfg: MixConfig) -> None:
     """Refuse mix options that cannot build a mix (run.py calls this before any sampling)."""
+    if cfg.select_sets not in SELECT_SETS:
+        raise ConfigError(f"mix.select_sets={cfg.select_sets!r}: use one of {', '.join(SELECT_SETS)}.")
     if cfg.select_target not in SELECT_TARGETS:
         raise ConfigError(f"mix.select_target={cfg.select_target!r}: use one of {', '.join(SELECT_TARGETS)}.")
     if cfg.include_cot and cfg.cot_per_question < 1:
@@ -181,7 +209,9 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
             items.append({"kind": "refine", "id": f"refine-{p.id}", "image": p.image,
                           "prompt": prompts.refine_prompt(p, neg[0].text, prompt_cfg),
                           "response": pos[0].text})
-        if cfg.include_select:
+        if cfg.include_select and cfg.select_sets == "natural":
+            items += natural_select_items(p, by_id.get(p.id, []), rng, cfg, prompt_cfg)
+        elif cfg.include_select:
             items += (mixed_select_items(p, pos, neg, rng, cfg, prompt_cfg) if cfg.select_mixed_n
                       else fixed_select_items(p, pos, neg, rng, cfg, prompt_cfg))
     random.Random(f"{seed}-mix-{iteration}").shuffle(items)

@@ -187,6 +187,33 @@ def test_pointer_select_target_names_a_correct_candidate(mixed):
         build_mix(probs, pool, 1, 0, MixConfig(select_target="index"), PCFG)
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_natural_select_sets_are_drawn_like_test_time(mixed):
+    probs = [problem(i) for i in range(30)]
+    same = (f"x = 20{LONG}. Answer: B", "B", True, False)                   # a rationale sampled twice
+    pool = [(0, [rec(f"p{i}", [pos("a"), same, same]) for i in range(30)]),
+            (1, [rec(f"p{i}", [neg("c"), pos("b"), neg("d", "A")]) for i in range(30)])]
+    cfg = MixConfig(select_sets="natural", select_mixed_n=mixed, include_qa=False, select_per_n=2)
+    items, _ = build_mix(probs, pool, 2, 0, cfg, PCFG)
+    selects = [it for it in items if it["kind"] == "select"]
+    sizes = Counter(it["num_candidates"] for it in selects)
+    assert set(sizes) == ({2, 3, 4, 5, 6} if mixed else {3})
+    assert all(v <= 2 * len(probs) for v in sizes.values())
+    kinds = Counter()
+    for it in selects:
+        cands = re.findall(r"Model's Prediction \d: (.*?)(?=\nModel's Prediction|\nWhich)", it["prompt"], re.S)
+        assert len(cands) == it["num_candidates"] and it["response"] == "Answer: B"
+        correct = [c.endswith("Answer: B") for c in cands]
+        assert any(correct)                                                 # something right to select
+        kinds["all correct" if all(correct) else "mixed"] += 1
+        kinds["repeat"] += len(set(cands)) < len(cands)
+    assert kinds["all correct"] and kinds["mixed"] and kinds["repeat"]   # as at test time
+    again, _ = build_mix(probs, pool, 2, 0, cfg, PCFG)
+    assert again == items                                                   # seeded
+    with pytest.raises(ConfigError, match="select_sets='all'"):
+        build_mix(probs, pool, 2, 0, MixConfig(select_sets="all"), PCFG)
+
+
 def test_disabled_kinds_and_unknown_ids():
     probs = [problem(0)]
     pool = [(0, [rec("p0", [pos("a"), pos("b"), neg("c")])])]
