@@ -9,6 +9,8 @@ and the LLaMA-Factory writer prepends `<image>`.
 
 from __future__ import annotations
 
+import re
+
 from core.config import PromptConfig
 from data_gen.problem import LETTERS, Problem
 
@@ -31,8 +33,13 @@ def refine_prompt(problem: Problem, negative: str, cfg: PromptConfig) -> str:
     return f"{cot_prompt(problem, cfg)}\nModel's Prediction: {negative}\n{cfg.refine_instruction}"
 
 
+def candidate_label(position: int) -> str:
+    """How the select prompt introduces candidate `position` (1-based)."""
+    return f"Model's Prediction {position}: "
+
+
 def select_prompt(problem: Problem, candidates: list[str], cfg: PromptConfig) -> str:
-    listed = "\n".join(f"Model's Prediction {i}: {c}" for i, c in enumerate(candidates, 1))
+    listed = "\n".join(f"{candidate_label(i)}{c}" for i, c in enumerate(candidates, 1))
     instruction = cfg.select_instruction if problem.choices else cfg.free_form_select_instruction
     return f"{cot_prompt(problem, cfg)}\n{listed}\n{instruction}"
 
@@ -42,6 +49,15 @@ def answer_target(problem: Problem) -> str:
     return f"Answer: {problem.answer}"
 
 
+POINTER = re.compile(r"\s*Prediction (\d+) is correct")
+
+
 def pointer_target(problem: Problem, position: int) -> str:
     """mix.select_target=pointer: name the correct candidate (1-based, as listed), then answer."""
     return f"Prediction {position} is correct.\n{answer_target(problem)}"
+
+
+def read_pointer(output: str) -> int | None:
+    """The candidate position a select output names first ("Prediction 2 is correct."), if any."""
+    match = POINTER.match(output)
+    return int(match.group(1)) if match else None

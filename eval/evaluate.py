@@ -7,7 +7,8 @@ Every number is recomputed from the JSONL records on disk, so anyone can check i
 Unparseable outputs count as wrong and never take part in a vote (eval/metrics.py).
 
 Diagnostics (in metrics.json, not in the table): how the self-select answers relate to the K
-candidates they were shown (`select_diagnostics`), and how often a sampled multiple-choice rationale
+candidates they were shown (`select_diagnostics`; with pointer targets, whether the named candidate
+is copied and is right more often than chance), and how often a sampled multiple-choice rationale
 names another letter than the option whose value it computed (`letter_binding`).
 """
 
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from core.io import read_jsonl
+from data_gen import prompts
 from eval.answers import derived_option, extract_answer
 from eval.metrics import accuracy, mv_at_n, pass_at_n_score
 from data_gen.problem import Problem
@@ -70,7 +72,44 @@ def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
                 overrides_right += all(by_id[r["id"]]["correct"])
     return {"select_outside_candidates_rate": 100.0 * outside / len(selects),
             "select_unanimous": unanimous, "select_overrides_unanimous": overrides,
-            "select_overrides_right_unanimous": overrides_right}
+            "select_overrides_right_unanimous": overrides_right, **pointer_diagnostics(by_id, selects)}
+
+
+def shown_order(prompt: str, predictions: list[str]) -> list[int] | None:
+    """Sample indices in the order the select prompt lists them (None if a position is not found)."""
+    order = []
+    for pos in range(1, len(predictions) + 1):
+        label = prompts.candidate_label(pos)
+        found = next((j for j, text in enumerate(predictions) if f"{label}{text}\n" in prompt), None)
+        if found is None:
+            return None
+        order.append(found)
+    return order
+
+
+def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> dict:
+    """Select outputs that name a candidate first (mix.select_target=pointer): does the model copy
+    the named candidate's answer, and does it name a correct candidate more often than chance
+    (the mean share of correct candidates, what a random pick gets)? Empty if none names one."""
+    named = copies = right = 0
+    chance = 0.0
+    for r in selects:
+        position = prompts.read_pointer(r["predictions"][0])
+        sample = samples_by_id[r["id"]]
+        order = shown_order(r["prompt"], sample["predictions"]) if position else None
+        if order is None or not 1 <= position <= len(order):
+            continue
+        j = order[position - 1]
+        named += 1
+        copies += r["answers"][0] is not None and r["answers"][0] == sample["answers"][j]
+        right += bool(sample["correct"][j])
+        chance += sum(map(bool, sample["correct"])) / len(sample["correct"])
+    if not named:
+        return {}
+    return {"select_pointer_rate": 100.0 * named / len(selects),
+            "select_pointer_copies": 100.0 * copies / named,
+            "select_pointer_correct": 100.0 * right / named,
+            "select_pointer_chance": 100.0 * chance / named}
 
 
 def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:

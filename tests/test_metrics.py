@@ -124,10 +124,10 @@ def test_select_diagnostics_counts_outside_picks_and_unanimous_overrides():
                _samples("q2", [("", "B"), ("", "B"), ("", "B")]),     # unanimous, wrong
                _samples("q3", [("", "A"), ("", None), ("", "A")]),    # a candidate without answer: not unanimous
                _samples("q4", [("", "C"), ("", "D"), ("", "C")], gold="C")]
-    selects = [{"id": "q1", "answers": ["C"]},     # outside the candidates, overrides a right unanimous set
-               {"id": "q2", "answers": ["A"]},     # outside, overrides a wrong one
-               {"id": "q3", "answers": [None]},    # no answer: not "outside"
-               {"id": "q4", "answers": ["D"]}]     # one of the candidates
+    selects = [{"id": "q1", "predictions": ["Answer: C"], "answers": ["C"]},  # outside, overrides a right unanimous set
+               {"id": "q2", "predictions": ["Answer: A"], "answers": ["A"]},  # outside, overrides a wrong one
+               {"id": "q3", "predictions": ["?"], "answers": [None]},         # no answer: not "outside"
+               {"id": "q4", "predictions": ["Answer: D"], "answers": ["D"]}]  # one of the candidates
     assert select_diagnostics(samples, selects) == {
         "select_outside_candidates_rate": 50.0, "select_unanimous": 2,
         "select_overrides_unanimous": 2, "select_overrides_right_unanimous": 1}
@@ -144,3 +144,30 @@ def test_letter_binding_counts_rationales_that_computed_an_option():
                _samples("f", [("n = 7.\nAnswer: 7", "7")])]     # free-form: not counted
     assert letter_binding(samples, [mc, free]) == {"value_is_option": 2, "letter_mismatch_rate": 50.0}
     assert letter_binding([samples[1]], [mc, free]) == {"value_is_option": 0, "letter_mismatch_rate": None}
+
+
+def test_pointer_diagnostics_follow_the_shown_order():
+    """Select records built with the real prompt builder: the pointer is resolved through the
+    shuffled order written into the prompt, not the samples' order."""
+    from core.config import PromptConfig
+    from data_gen import prompts
+
+    p = Problem("q1", "/i.png", "x?", ("1", "2", "3", "4"), "B")
+    texts = ["x = 2.\nAnswer: B", "x = 3.\nAnswer: C", "x = 1.\nAnswer: A"]
+    samples = [{"id": "q1", "predictions": texts, "answers": ["B", "C", "A"], "correct": [True, False, False]}]
+    shown = [texts[2], texts[0], texts[1]]                          # the select prompt's (shuffled) order
+    prompt = prompts.select_prompt(p, shown, PromptConfig())
+
+    def select(output, answer):
+        return [{"id": "q1", "prompt": prompt, "predictions": [output], "answers": [answer]}]
+
+    named_right = select_diagnostics(samples, select("Prediction 2 is correct.\nAnswer: B", "B"))
+    assert {k: round(v, 2) for k, v in named_right.items() if "pointer" in k} == {
+        "select_pointer_rate": 100.0, "select_pointer_copies": 100.0, "select_pointer_correct": 100.0,
+        "select_pointer_chance": 33.33}
+    named_wrong = select_diagnostics(samples, select("Prediction 3 is correct.\nAnswer: B", "B"))
+    assert named_wrong["select_pointer_copies"] == 0.0 and named_wrong["select_pointer_correct"] == 0.0
+    plain = select_diagnostics(samples, select("Answer: B", "B"))
+    assert not any("pointer" in k for k in plain)                  # answer targets: no pointer keys
+    out_of_range = select_diagnostics(samples, select("Prediction 7 is correct.\nAnswer: B", "B"))
+    assert not any("pointer" in k for k in out_of_range)
