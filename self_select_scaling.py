@@ -13,9 +13,11 @@ model evaluated. Its pool is iter_0..iter_k when --ckpt_dir is <run>/iter_k/...,
 reference (all iterations when only --run_dir is given).
 
 Run folder. --run_dir, or the self-training folder above --ckpt_dir (the one with config.yaml and
-iter_0/). Every option of the sections data, model, prompt, sample, mix and train that is left at
-its default here is taken from the run's config.yaml, so a checkpoint is evaluated on its run's data,
-with its base model, prompts and sampling settings (the command line still wins); GeoSynth data is then read from the run's data/ folder. Without a
+iter_0/). Every option of the sections data, model, prompt, sample, mix and train that is not set
+here is taken from the run's config.yaml, so a checkpoint is evaluated on its run's data, with its
+base model, prompts and sampling settings, and --train_select_mix uses its mix options (the command
+line still wins, also when it sets a default: mix.select_sets=fixed trains the reference's select
+sets for a run made with natural ones); GeoSynth data is then read from the run's data/ folder. Without a
 run folder, GeoSynth is generated into <out>/data (GeoSynth items depend only on seed, split and
 index, so a run with the same seed has the same test questions).
 
@@ -53,6 +55,7 @@ import os
 import re
 import statistics
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import yaml
@@ -138,9 +141,10 @@ def output_dir(cfg: ScalingConfig, run_dir: Path | None = None) -> Path:
     return Path("outputs") / f"scaling-{model_name(cfg)}"
 
 
-def inherit_run_config(cfg: ScalingConfig, run_dir: Path) -> list[str]:
+def inherit_run_config(cfg: ScalingConfig, run_dir: Path, given: Collection[str] = ()) -> list[str]:
     """Take from the run's config.yaml every field of the inherited sections that is still at its
-    default here (what the command line did not set); returns the dotted keys taken."""
+    default here and not in `given` (the keys the command line or a --config file set, even to the
+    default value); returns the dotted keys taken."""
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return []
@@ -152,7 +156,8 @@ def inherit_run_config(cfg: ScalingConfig, run_dir: Path) -> list[str]:
             continue
         default = type(current)()
         for f in dataclasses.fields(current):
-            if f.name in theirs and getattr(current, f.name) == getattr(default, f.name) \
+            if f.name in theirs and f"{section}.{f.name}" not in given \
+                    and getattr(current, f.name) == getattr(default, f.name) \
                     and theirs[f.name] != getattr(current, f.name):
                 setattr(current, f.name, theirs[f.name])
                 taken.append(f"{section}.{f.name}")
@@ -260,13 +265,14 @@ def _by_test_order(records: list[dict], test, name: str) -> list[dict]:
     return [by_id[p.id] for p in test]
 
 
-def main(cfg: ScalingConfig) -> list[dict]:
+def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
+    """given: dotted keys set on the command line (kept even where the run's config.yaml differs)."""
     cfg = copy.deepcopy(cfg)  # inherited sections are filled in below; the caller's config stays as given
     if cfg.num_test_samples < cfg.max_select_num:
         raise ConfigError(f"num_test_samples={cfg.num_test_samples} < max_select_num={cfg.max_select_num}: "
                           f"N candidates need at least N samples; raise num_test_samples.")
     run_dir = find_run_dir(cfg)
-    taken = inherit_run_config(cfg, run_dir) if run_dir is not None else []
+    taken = inherit_run_config(cfg, run_dir, given) if run_dir is not None else []
     check_model_dir(cfg.model.base_model)
     if cfg.ckpt_dir and not cfg.train_select_mix and not Path(cfg.ckpt_dir).expanduser().is_dir():
         raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "
@@ -323,6 +329,7 @@ def main(cfg: ScalingConfig) -> list[dict]:
 
 if __name__ == "__main__":
     try:
-        main(parse_args(ScalingConfig, prog="self_select_scaling.py", doc=__doc__).config)
+        args = parse_args(ScalingConfig, prog="self_select_scaling.py", doc=__doc__)
+        main(args.config, args.keys)
     except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError, TimeoutError) as e:
         sys.exit(f"error: {e}")

@@ -138,12 +138,13 @@ class MixConfig:
                             "\"Prediction k is correct.\\nAnswer: B\", naming a correct candidate "
                             "first (not in R3V: the answer is then copied from a candidate instead "
                             "of recomputed). Test-time answers are read from the answer line either way.")
-    select_per_n: int = _f(2, "Mixed-N: at most this many select items per question and N.")
+    select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
+                           "natural select sets.")
     select_sets: str = _f("fixed", "How self-select candidate sets are drawn: fixed = 2 pos + 1 neg and "
-                          "1 pos + 2 neg (R3V; mixed N: 1..N-1 positives); natural = N of the question's "
-                          "samples drawn at random, repeats kept, as at test time (not in R3V), "
-                          "select_per_n sets per N, each with at least one correct candidate "
-                          "(all-correct sets included).")
+                          "1 pos + 2 neg (R3V; mixed N: 1..N-1 positives); natural = N (3, or 2..max_select_n "
+                          "with select_mixed_n) of the question's usable samples from the whole pool drawn "
+                          "at random, repeats kept, like a test-time set (not in R3V), select_per_n sets per "
+                          "N, each with at least one correct candidate (all-correct sets included).")
 
 
 @dataclass
@@ -321,8 +322,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def apply_yaml(cfg: Any, path: str | Path) -> None:
-    """Apply a YAML file (same nesting as the dataclasses) onto cfg."""
+def apply_yaml(cfg: Any, path: str | Path) -> set[str]:
+    """Apply a YAML file (same nesting as the dataclasses) onto cfg; returns the dotted keys it set."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file; give the path of a YAML config "
@@ -334,8 +335,11 @@ def apply_yaml(cfg: Any, path: str | Path) -> None:
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of config keys.")
     valid = field_help(type(cfg))
+    keys = set()
     for key, value in _flatten(tree).items():
+        keys.add(ALIASES.get(key, key))
         _set(cfg, ALIASES.get(key, key), value, str(path), valid)
+    return keys
 
 
 @dataclass
@@ -344,6 +348,7 @@ class ParsedArgs:
 
     config: Any
     flags: set[str]
+    keys: set[str] = field(default_factory=set)  # dotted keys set by --config files or key=value
 
 
 def parse_args(cls: type, argv: list[str] | None = None, *, aliases: dict[str, str] | None = None,
@@ -390,15 +395,18 @@ def parse_args(cls: type, argv: list[str] | None = None, *, aliases: dict[str, s
         i += 1
 
     cfg = cls()
+    keys: set[str] = set()
     for path in config_files:
-        apply_yaml(cfg, path)
+        keys |= apply_yaml(cfg, path)
     valid = field_help(cls)
     for name, value in pairs:
         key = all_aliases.get(name, name)
         _set(cfg, key, value, "command line", valid)
+        keys.add(key)
         if name == "geoqa_dir" and hasattr(cfg, "data") and cfg.data.dataset == "geosynth":
             cfg.data.dataset = "geoqa"  # the seed's --geoqa_dir meant GeoQA (unless another format was named)
-    return ParsedArgs(cfg, seen_flags)
+            keys.add("data.dataset")
+    return ParsedArgs(cfg, seen_flags, keys)
 
 
 def format_help(cls: type, prog: str, doc: str, aliases: dict[str, str], flags: dict[str, str]) -> str:

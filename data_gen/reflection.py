@@ -150,8 +150,13 @@ def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.R
                          prompt_cfg: PromptConfig) -> list[dict]:
     """mix.select_sets=natural: N of the question's samples at random, repeats kept, as at test time.
 
-    A set needs at least one correct candidate (there is nothing right to select otherwise); sets
-    where every candidate is correct are kept, as they are at test time.
+    cands are the question's usable samples of every pool iteration (after the filters, so not
+    quite the unfiltered K samples a test question shows). N is 3 (R3V's test-time K), or 2..max_select_n
+    with select_mixed_n. A set needs at least one correct candidate (there is nothing right to
+    select otherwise); sets where every candidate is correct are kept, as they are at test time.
+    Sets are distinct as sets of samples: when a rationale was sampled more than once, two sets may
+    show the same texts (in another order), as two test-time draws can. (The session-5 runs of
+    docs/results.md used this rule.)
     """
     items = []
     for n in range(2, cfg.max_select_n + 1) if cfg.select_mixed_n else (3,):
@@ -172,6 +177,11 @@ def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.R
 
 def check_mix_config(cfg: MixConfig) -> None:
     """Refuse mix options that cannot build a mix (run.py calls this before any sampling)."""
+    if cfg.include_select and cfg.select_per_n < 1:
+        raise ConfigError(f"mix.select_per_n={cfg.select_per_n}: use 1 or more "
+                          f"(mix.include_select=false leaves the select items out).")
+    if cfg.include_select and cfg.select_mixed_n and cfg.max_select_n < 2:
+        raise ConfigError(f"mix.max_select_n={cfg.max_select_n}: mixed-N select sets need 2 or more candidates.")
     if cfg.select_sets not in SELECT_SETS:
         raise ConfigError(f"mix.select_sets={cfg.select_sets!r}: use one of {', '.join(SELECT_SETS)}.")
     if cfg.select_target not in SELECT_TARGETS:

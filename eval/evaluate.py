@@ -76,11 +76,25 @@ def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
 
 
 def shown_order(prompt: str, predictions: list[str]) -> list[int] | None:
-    """Sample indices in the order the select prompt lists them (None if a position is not found)."""
+    """Sample indices in the order the select prompt lists them (None if the prompt does not list
+    exactly these samples). Each candidate's text is cut out between its label and the next one and
+    compared whole, so a sample whose text starts another's is not mistaken for it."""
+    labels = [prompts.candidate_label(pos) for pos in range(1, len(predictions) + 1)]
+    starts, at = [], 0
+    for label in labels:
+        at = prompt.find(label, at)
+        if at < 0:
+            return None
+        starts.append(at + len(label))
     order = []
-    for pos in range(1, len(predictions) + 1):
-        label = prompts.candidate_label(pos)
-        found = next((j for j, text in enumerate(predictions) if f"{label}{text}\n" in prompt), None)
+    for pos, start in enumerate(starts):
+        if pos + 1 < len(starts):  # the text up to the newline before the next label
+            chunk = prompt[start:starts[pos + 1] - len(labels[pos + 1]) - 1]
+            found = next((j for j, text in enumerate(predictions) if text == chunk), None)
+        else:                      # the last one is followed by a newline and the instruction
+            rest = prompt[start:]
+            fits = [j for j, text in enumerate(predictions) if rest.startswith(text + "\n")]
+            found = max(fits, key=lambda j: len(predictions[j]), default=None)
         if found is None:
             return None
         order.append(found)

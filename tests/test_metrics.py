@@ -171,3 +171,17 @@ def test_pointer_diagnostics_follow_the_shown_order():
     assert not any("pointer" in k for k in plain)                  # answer targets: no pointer keys
     out_of_range = select_diagnostics(samples, select("Prediction 7 is correct.\nAnswer: B", "B"))
     assert not any("pointer" in k for k in out_of_range)
+
+
+def test_shown_order_compares_whole_candidates():
+    """A sample whose text is the start of another's (up to a newline) is not mistaken for it."""
+    from core.config import PromptConfig
+    from data_gen import prompts
+    from eval.evaluate import shown_order
+
+    p = Problem("q1", "/i.png", "x?", ("1", "2", "3", "4"), "B")
+    texts = ["x = 2.", "x = 2.\nAnswer: C", "x = 1.\nAnswer: A"]
+    for shown in ([1, 0, 2], [0, 1, 2], [2, 1, 0], [2, 0, 1]):
+        prompt = prompts.select_prompt(p, [texts[j] for j in shown], PromptConfig())
+        assert shown_order(prompt, texts) == shown
+    assert shown_order(prompts.select_prompt(p, texts[:2], PromptConfig()), texts) is None  # a candidate missing

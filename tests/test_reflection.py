@@ -212,6 +212,10 @@ def test_natural_select_sets_are_drawn_like_test_time(mixed):
     assert again == items                                                   # seeded
     with pytest.raises(ConfigError, match="select_sets='all'"):
         build_mix(probs, pool, 2, 0, MixConfig(select_sets="all"), PCFG)
+    with pytest.raises(ConfigError, match="select_per_n=0"):
+        build_mix(probs, pool, 2, 0, MixConfig(select_sets="natural", select_per_n=0), PCFG)
+    with pytest.raises(ConfigError, match="max_select_n=1"):
+        build_mix(probs, pool, 2, 0, MixConfig(select_mixed_n=True, max_select_n=1), PCFG)
 
 
 def test_disabled_kinds_and_unknown_ids():

@@ -153,6 +153,29 @@ def test_options_left_at_defaults_come_from_the_run(tmp_path):
     assert (cfg.data.dataset, cfg.data.geoqa_dir) == ("geoqa", "/data/geoQA")
 
 
+def test_a_default_set_on_the_command_line_is_not_replaced_by_the_run(tmp_path):
+    from self_select_scaling import inherit_run_config
+
+    run = fake_run(tmp_path)
+    tree = yaml.safe_load((run / "config.yaml").read_text())
+    tree["mix"].update(select_sets="natural", value_check=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(tree))
+    args = parse_args(ScalingConfig, [f"run_dir={run}", "mix.select_sets=fixed"])
+    assert args.keys == {"run_dir", "mix.select_sets"}
+    taken = inherit_run_config(args.config, run, args.keys)
+    assert "mix.value_check" in taken and "mix.select_sets" not in taken
+    assert (args.config.mix.select_sets, args.config.mix.value_check) == ("fixed", True)
+    plain = scfg(f"run_dir={run}")                      # not given: the run's value
+    inherit_run_config(plain, run)
+    assert plain.mix.select_sets == "natural"
+    from_file = tmp_path / "s.yaml"
+    from_file.write_text("mix:\n  select_sets: fixed\n")
+    args = parse_args(ScalingConfig, ["--config", str(from_file), f"run_dir={run}"])
+    assert "mix.select_sets" in args.keys
+    inherit_run_config(args.config, run, args.keys)
+    assert args.config.mix.select_sets == "fixed"
+
+
 def test_select_mix_pool_stops_at_the_checkpoint_iteration(tmp_path):
     from self_select_scaling import train_pool
 
