@@ -19,8 +19,8 @@ from pathlib import Path
 
 from core.io import read_jsonl
 from data_gen import prompts
-from eval.answers import derived_option, extract_answer
-from eval.metrics import accuracy, mv_at_n, pass_at_n_score
+from eval.answers import derived_option, derived_value_matches, extract_answer
+from eval.metrics import accuracy, majority_vote, mv_at_n, pass_at_n_score
 from data_gen.problem import Problem
 
 
@@ -128,19 +128,31 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
 
 def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
     """Sampled multiple-choice rationales whose last computed value is an option's value, and the
-    percentage of those that then name another letter (eval.answers.derived_option)."""
-    choices = {p.id: p.choices for p in problems if p.choices}
-    bound = mismatched = 0
+    percentage of those that then name another letter (eval.answers.derived_option).
+
+    consistent_vote_acc (not an R3V method; a measure of what a judge could get from the candidates):
+    the majority vote over the K samples of a question among those whose computed value is not
+    another option's value (eval.answers.derived_value_matches is not False), all K when none is;
+    over the multiple-choice questions."""
+    by_id = {p.id: p for p in problems if p.choices}
+    bound = mismatched = right = voted = 0
     for r in samples:
-        if r["id"] not in choices:
+        problem = by_id.get(r["id"])
+        if problem is None:
             continue
+        consistent = []
         for text, answer in zip(r["predictions"], r["answers"]):
-            option = derived_option(text, choices[r["id"]]) if answer is not None else None
+            option = derived_option(text, problem.choices) if answer is not None else None
             if option is not None:
                 bound += 1
                 mismatched += option != answer
+            if answer is not None and derived_value_matches(text, answer, problem.choices) is not False:
+                consistent.append(answer)
+        voted += 1
+        right += majority_vote(consistent or r["answers"]) == problem.answer
     return {"value_is_option": bound,
-            "letter_mismatch_rate": 100.0 * mismatched / bound if bound else None}
+            "letter_mismatch_rate": 100.0 * mismatched / bound if bound else None,
+            "consistent_vote_acc": 100.0 * right / voted if voted else None}
 
 
 def read_matched(path: Path, ids: list[str]) -> list[dict]:

@@ -142,8 +142,16 @@ def test_letter_binding_counts_rationales_that_computed_an_option():
                               ("x = 45°.\nAnswer: C", "C"),      # no option has the value: not counted
                               ("x = 40°.", None)]),               # no answer: not counted
                _samples("f", [("n = 7.\nAnswer: 7", "7")])]     # free-form: not counted
-    assert letter_binding(samples, [mc, free]) == {"value_is_option": 2, "letter_mismatch_rate": 50.0}
-    assert letter_binding([samples[1]], [mc, free]) == {"value_is_option": 0, "letter_mismatch_rate": None}
+    # the consistent vote keeps B (its value is B's) and drops both Cs (40° is B's value, 45° no option's)
+    assert letter_binding(samples, [mc, free]) == {"value_is_option": 2, "letter_mismatch_rate": 50.0,
+                                                   "consistent_vote_acc": 100.0}
+    assert letter_binding([samples[1]], [mc, free]) == {"value_is_option": 0, "letter_mismatch_rate": None,
+                                                        "consistent_vote_acc": None}
+    # no consistent sample: the vote falls back to all K answers (B first, wins the tie; gold is C)
+    mc2 = Problem(id="m2", image="/i.png", question="x?", choices=("20°", "40°", "50°", "80°"), answer="C")
+    both = [samples[0], _samples("m2", [("x = 20°.\nAnswer: B", "B"), ("x = 20°.\nAnswer: C", "C")])]
+    assert letter_binding(both, [mc, mc2, free]) == {"value_is_option": 4, "letter_mismatch_rate": 75.0,
+                                                     "consistent_vote_acc": 50.0}
 
 
 def test_pointer_diagnostics_follow_the_shown_order():
