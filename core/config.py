@@ -137,7 +137,11 @@ class MixConfig:
     select_target: str = _f("answer", "Self-select target: answer = \"Answer: B\" (R3V); pointer = "
                             "\"Prediction k is correct.\\nAnswer: B\", naming a correct candidate "
                             "first (not in R3V: the answer is then copied from a candidate instead "
-                            "of recomputed). Test-time answers are read from the answer line either way.")
+                            "of recomputed); check = one line per candidate naming the option whose value "
+                            "it computed and the answer it gave (\"Prediction 1: computed B, answered C.\"), "
+                            "then \"Answer: B\" (not in R3V: it spells out the value-to-letter check a judge "
+                            "of these candidates needs). Test-time answers are read from the answer line "
+                            "in every case.")
     select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
                            "natural select sets.")
     select_sets: str = _f("fixed", "How self-select candidate sets are drawn: fixed = 2 pos + 1 neg and "

@@ -57,6 +57,20 @@ def pointer_target(problem: Problem, position: int) -> str:
     return f"Prediction {position} is correct.\n{answer_target(problem)}"
 
 
+def check_target(problem: Problem, rows: list[tuple[str | None, str | None]]) -> str:
+    """mix.select_target=check: one line per candidate as listed, then the answer.
+
+    rows: (the option whose value the candidate computed, the answer it gave) per candidate, None
+    where there is none; multiple choice lines name both, free-form lines only the answer.
+    """
+    lines = []
+    for pos, (computed, answered) in enumerate(rows, 1):
+        said = f"answered {answered or 'nothing'}"
+        lines.append(f"Prediction {pos}: computed {computed or 'no option'}, {said}." if problem.choices
+                     else f"Prediction {pos}: {said}.")
+    return "\n".join([*lines, answer_target(problem)])
+
+
 def read_pointer(output: str) -> int | None:
     """The candidate position a select output names first ("Prediction 2 is correct."), if any."""
     match = POINTER.match(output)

@@ -7,6 +7,7 @@
     select   question + shuffled candidates -> "Answer: B"        (L_SEL: 2 pos + 1 neg and
              1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model;
              mix.select_target=pointer: "Prediction k is correct.\nAnswer: B";
+             mix.select_target=check: "Prediction 1: computed B, answered C.\n...\nAnswer: B";
              mix.select_sets=natural: N samples at random, repeats kept, as at test time)
 
 The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
-from eval.answers import derived_value_matches
+from eval.answers import derived_option, derived_value_matches, extract_answer
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
-SELECT_TARGETS = ("answer", "pointer")
+SELECT_TARGETS = ("answer", "pointer", "check")
 SELECT_SETS = ("fixed", "natural")
 
 
@@ -103,6 +104,10 @@ def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, i
     rng.shuffle(chosen)
     if cfg.select_target == "pointer":  # the first correct candidate as listed (positions are shuffled)
         response = prompts.pointer_target(problem, 1 + next(i for i, c in enumerate(chosen) if c.correct))
+    elif cfg.select_target == "check":  # each candidate's computed option and answer, read by eval.answers
+        response = prompts.check_target(problem, [
+            (derived_option(c.text, problem.choices) if problem.choices else None,
+             extract_answer(c.text, problem.choices)) for c in chosen])
     else:
         response = prompts.answer_target(problem)
     return {"kind": "select", "id": item_id, "image": problem.image,

@@ -14,6 +14,7 @@ names another letter than the option whose value it computed (`letter_binding`).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -126,6 +127,40 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
             "select_pointer_chance": 100.0 * chance / named}
 
 
+CHECK_LINE = re.compile(r"Prediction (\d+): (?:computed (.+?), )?answered (.+?)\.$", re.M)
+
+
+def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
+    """Select outputs with check lines (mix.select_target=check, data_gen.prompts.check_target): how
+    often a line states the listed candidate's answer, and (multiple choice) the option whose value
+    it computed, correctly. Empty if no output has check lines."""
+    by_id = {r["id"]: r for r in samples}
+    choices = {p.id: p.choices for p in problems}
+    with_lines = lines = answered = computed = computed_lines = 0
+    for r in selects:
+        found = CHECK_LINE.findall(r["predictions"][0])
+        sample = by_id[r["id"]]
+        order = shown_order(r["prompt"], sample["predictions"]) if found else None
+        if order is None:
+            continue
+        with_lines += 1
+        for position, said_computed, said_answered in found:
+            if not 1 <= int(position) <= len(order):
+                continue
+            j = order[int(position) - 1]
+            lines += 1
+            answered += said_answered == (sample["answers"][j] or "nothing")
+            if choices.get(r["id"]) and said_computed:
+                computed_lines += 1
+                truth = derived_option(sample["predictions"][j], choices[r["id"]]) or "no option"
+                computed += said_computed == truth
+    if not with_lines:
+        return {}
+    return {"select_check_rate": 100.0 * with_lines / len(selects),
+            "select_check_answered_acc": 100.0 * answered / lines if lines else None,
+            "select_check_computed_acc": 100.0 * computed / computed_lines if computed_lines else None}
+
+
 def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
     """Sampled multiple-choice rationales whose last computed value is an option's value, and the
     percentage of those that then name another letter (eval.answers.derived_option).
@@ -184,6 +219,7 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
         metrics[f"SS@{k}"] = accuracy([r["correct"][0] for r in records])
         metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
         metrics.update(select_diagnostics(samples, records))
+        metrics.update(check_diagnostics(samples, records, problems))
     return metrics
 
 

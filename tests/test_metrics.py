@@ -193,3 +193,27 @@ def test_shown_order_compares_whole_candidates():
         prompt = prompts.select_prompt(p, [texts[j] for j in shown], PromptConfig())
         assert shown_order(prompt, texts) == shown
     assert shown_order(prompts.select_prompt(p, texts[:2], PromptConfig()), texts) is None  # a candidate missing
+
+
+def test_check_diagnostics_score_the_lines_against_the_listed_candidates():
+    from core.config import PromptConfig
+    from data_gen import prompts
+    from eval.evaluate import check_diagnostics
+
+    p = Problem("q1", "/i.png", "x?", ("20°", "40°", "50°", "80°"), "B")
+    texts = ["x = 40°.\nAnswer: B", "x = 40°.\nAnswer: C", "x = 45°.\nAnswer: D"]
+    samples = [{"id": "q1", "predictions": texts, "answers": ["B", "C", "D"], "correct": [True, False, False]}]
+    shown = [2, 0, 1]
+    prompt = prompts.select_prompt(p, [texts[j] for j in shown], PromptConfig())
+    # the target the mix would train on for this order is all right
+    right = prompts.check_target(p, [("no option", "D"), ("B", "B"), ("B", "C")])
+    record = {"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]}
+    assert check_diagnostics(samples, [record], [p]) == {
+        "select_check_rate": 100.0, "select_check_answered_acc": 100.0, "select_check_computed_acc": 100.0}
+    # read in the samples' order instead of the listed one: 1 answer of 3 right, 1 computed option of 3
+    wrong = prompts.check_target(p, [("B", "B"), ("B", "C"), ("no option", "D")])
+    record = {"id": "q1", "prompt": prompt, "predictions": [wrong], "answers": ["B"]}
+    got = check_diagnostics(samples, [record], [p])
+    assert (round(got["select_check_answered_acc"], 2), round(got["select_check_computed_acc"], 2)) == (0.0, 33.33)
+    plain = {"id": "q1", "prompt": prompt, "predictions": ["Answer: B"], "answers": ["B"]}
+    assert check_diagnostics(samples, [plain], [p]) == {}

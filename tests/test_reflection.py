@@ -187,6 +187,31 @@ def test_pointer_select_target_names_a_correct_candidate(mixed):
         build_mix(probs, pool, 1, 0, MixConfig(select_target="index"), PCFG)
 
 
+def test_check_select_target_reads_each_candidate():
+    probs = [problem(i) for i in range(10)]
+    pool = [(0, [rec(f"p{i}", [pos("a"), neg("c"), neg("d", "A")]) for i in range(10)])]
+    cfg = MixConfig(select_target="check", include_qa=False, select_sets="natural")
+    items, _ = build_mix(probs, pool, 1, 0, cfg, PCFG)
+    selects = [it for it in items if it["kind"] == "select"]
+    assert len(selects) == 10
+    expected = {"a": "computed B, answered B.", "c": "computed C, answered C.",  # 20 is B, 30 is C
+                "d": "computed C, answered A."}                                # computed C, named A
+    for it in selects:
+        tags = re.findall(r"Model's Prediction \d: \[(\w)\]", it["prompt"])
+        lines = it["response"].split("\n")
+        assert lines == [f"Prediction {k}: {expected[t]}" for k, t in enumerate(tags, 1)] + ["Answer: B"]
+    free = Problem(id="f0", image="/i.png", question="n?", choices=None, answer="20")
+    free_pool = [(0, [rec("f0", [(f"[a] n = 20{LONG}. Answer: 20", "20", True, False),
+                                 (f"[b] n = 30{LONG}. Answer: 30", "30", False, False),
+                                 (f"[c] n = 40{LONG}. Answer: 40", "40", False, False)])])]
+    items, _ = build_mix([free], free_pool, 1, 0, cfg, PCFG)
+    (sel,) = [it for it in items if it["kind"] == "select"]
+    tags = re.findall(r"Model's Prediction \d: \[(\w)\]", sel["prompt"])
+    answers = {"a": "20", "b": "30", "c": "40"}
+    assert sel["response"].split("\n") == [f"Prediction {k}: answered {answers[t]}." for k, t in enumerate(tags, 1)] \
+        + ["Answer: 20"]
+
+
 @pytest.mark.parametrize("mixed", [False, True])
 def test_natural_select_sets_are_drawn_like_test_time(mixed):
     probs = [problem(i) for i in range(30)]
