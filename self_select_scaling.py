@@ -266,7 +266,8 @@ def _by_test_order(records: list[dict], test, name: str) -> list[dict]:
 
 
 def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
-    """given: dotted keys set on the command line (kept even where the run's config.yaml differs)."""
+    """given: dotted keys set on the command line or in a --config file (kept even where the run's
+    config.yaml differs)."""
     cfg = copy.deepcopy(cfg)  # inherited sections are filled in below; the caller's config stays as given
     if cfg.num_test_samples < cfg.max_select_num:
         raise ConfigError(f"num_test_samples={cfg.num_test_samples} < max_select_num={cfg.max_select_num}: "

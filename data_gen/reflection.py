@@ -182,7 +182,7 @@ def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.R
 
 def check_mix_config(cfg: MixConfig) -> None:
     """Refuse mix options that cannot build a mix (run.py calls this before any sampling)."""
-    if cfg.include_select and cfg.select_per_n < 1:
+    if cfg.include_select and (cfg.select_mixed_n or cfg.select_sets == "natural") and cfg.select_per_n < 1:
         raise ConfigError(f"mix.select_per_n={cfg.select_per_n}: use 1 or more "
                           f"(mix.include_select=false leaves the select items out).")
     if cfg.include_select and cfg.select_mixed_n and cfg.max_select_n < 2:

@@ -127,16 +127,18 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
             "select_pointer_chance": 100.0 * chance / named}
 
 
-CHECK_LINE = re.compile(r"Prediction (\d+): (?:computed (.+?), )?answered (.+?)\.$", re.M)
+CHECK_LINE = re.compile(r"^\s*Prediction (\d+): (?:computed ([^,\n]+?), ?)?answered ([^\n]+?)\.?[ \t\r]*$", re.M)
 
 
 def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
     """Select outputs with check lines (mix.select_target=check, data_gen.prompts.check_target): how
     often a line states the listed candidate's answer, and (multiple choice) the option whose value
-    it computed, correctly. Empty if no output has check lines."""
+    it computed, correctly, and how many of the listed candidates get a line (coverage). Outputs whose
+    prompt does not list the question's samples are left out. Empty if no output has check lines."""
     by_id = {r["id"]: r for r in samples}
     choices = {p.id: p.choices for p in problems}
     with_lines = lines = answered = computed = computed_lines = 0
+    covered = 0.0
     for r in selects:
         found = CHECK_LINE.findall(r["predictions"][0])
         sample = by_id[r["id"]]
@@ -144,6 +146,7 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
         if order is None:
             continue
         with_lines += 1
+        covered += len({int(pos) for pos, _, _ in found if 1 <= int(pos) <= len(order)}) / len(order)
         for position, said_computed, said_answered in found:
             if not 1 <= int(position) <= len(order):
                 continue
@@ -158,7 +161,8 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
         return {}
     return {"select_check_rate": 100.0 * with_lines / len(selects),
             "select_check_answered_acc": 100.0 * answered / lines if lines else None,
-            "select_check_computed_acc": 100.0 * computed / computed_lines if computed_lines else None}
+            "select_check_computed_acc": 100.0 * computed / computed_lines if computed_lines else None,
+            "select_check_coverage": 100.0 * covered / with_lines}
 
 
 def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
