@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 ARCHES = ("qwen2_vl", "qwen2_5_vl")
-SIZES = ("tiny", "small", "2b", "3b", "7b")
+SIZES = ("tiny", "small", "medium", "2b", "3b", "7b")
 # Sizes with a byte-level BPE tokenizer trained here (the others use the real Qwen tokenizer).
-LOCAL_SIZES = ("tiny", "small")
+LOCAL_SIZES = ("tiny", "small", "medium")
 
 # The 14 special tokens of Qwen2-VL, in id order after the byte-level BPE vocabulary
 # (real ids 151643..151656, tokenizer_config.json of Qwen/Qwen2-VL-7B-Instruct).
@@ -136,7 +136,28 @@ SMALL_VISION = {
     ),
 }
 SMALL_PIXELS = (56 * 56, 224 * 224)
-LOCAL = {"tiny": (TINY_TEXT, TINY_VISION, TINY_PIXELS), "small": (SMALL_TEXT, SMALL_VISION, SMALL_PIXELS)}
+# medium: ~30M parameters, for GPU runs that test whether model size limits what the loop can learn
+# (self-selection); too large to ship in the repository (bf16 ~60 MB).
+MEDIUM_TEXT = dict(
+    hidden_size=512,
+    intermediate_size=1536,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    max_position_embeddings=32768,
+    max_window_layers=8,
+    rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},  # sums to head_dim / 2 = 32
+    tie_word_embeddings=True,
+)
+MEDIUM_VISION = {
+    "qwen2_vl": dict(depth=6, embed_dim=192, mlp_ratio=4, num_heads=6),
+    "qwen2_5_vl": dict(
+        depth=6, hidden_size=192, intermediate_size=768, num_heads=6, window_size=112,
+        fullatt_block_indexes=[5], tokens_per_second=2, hidden_act="silu",
+    ),
+}
+LOCAL = {"tiny": (TINY_TEXT, TINY_VISION, TINY_PIXELS), "small": (SMALL_TEXT, SMALL_VISION, SMALL_PIXELS),
+         "medium": (MEDIUM_TEXT, MEDIUM_VISION, SMALL_PIXELS)}
 # Real preprocessor_config.json of Qwen2-VL: 4 .. 16384 merged patches of 28x28 px.
 REAL_PIXELS = (56 * 56, 28 * 28 * 16384)
 
@@ -426,7 +447,7 @@ def build(out_dir: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed:
         pixels, dtype, device = LOCAL[size][2], torch.float32, "cpu"
     else:
         if corpus:
-            raise ValueError("--corpus only applies to --size tiny/small (2b/3b/7b use the real Qwen tokenizer)")
+            raise ValueError("--corpus only applies to --size tiny/small/medium (2b/3b/7b use the real Qwen tokenizer)")
         tokenizer = build_real_tokenizer()
         pixels, dtype = REAL_PIXELS, torch.bfloat16
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

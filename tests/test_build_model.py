@@ -149,7 +149,7 @@ def test_corpus_file_extends_the_tiny_vocabulary(tmp_path):
 
 
 def test_unknown_size_names_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: tiny, small, 3b, 7b"):
+    with pytest.raises(ValueError, match="valid: tiny, small, medium, 3b, 7b"):
         check_combination("qwen2_5_vl", "2b")
     with pytest.raises(SystemExit):
         main(["--out", "unused", "--arch", "qwen2_vl", "--size", "3b"])
@@ -271,4 +271,16 @@ def test_small_size_config():
     config = build_config("qwen2_vl", "small", vocab_size=2700)
     text = config.text_config
     assert text.hidden_size == 256 and text.num_hidden_layers == 6
+    assert sum(text.rope_scaling["mrope_section"]) == text.hidden_size // text.num_attention_heads // 2
+
+
+def test_medium_size_config():
+    """The medium size (train/geosynth_model.py --size medium): wider and deeper than small, valid rope."""
+    from infer.build_model import build_config
+
+    small = build_config("qwen2_vl", "small", vocab_size=2700)
+    config = build_config("qwen2_vl", "medium", vocab_size=2700)
+    text, vision = config.text_config, config.vision_config
+    assert text.hidden_size == 512 and text.num_hidden_layers == 8 and vision.hidden_size == 512
+    assert vision.depth > small.vision_config.depth
     assert sum(text.rope_scaling["mrope_section"]) == text.hidden_size // text.num_attention_heads // 2

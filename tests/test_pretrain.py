@@ -100,3 +100,21 @@ def test_geosynth_model_script_smoke(tmp_path):
     # Test@1 on the whole test split was measured with the kept save's own file
     kept = tmp_path / "work" / "steps" / f"step_{info['kept_step']:06d}"
     assert (kept / "test_all_greedy.jsonl").is_file()
+
+
+def test_geosynth_model_medium_size(tmp_path):
+    """--size medium builds the larger model, says so in its card, and a work folder of another size is refused."""
+    import json
+
+    from train import geosynth_model
+
+    common = ["--work", str(tmp_path / "work"), "--train", "32", "--test", "6", "--batch", "4", "--max_steps", "2",
+              "--eval_every", "2", "--eval_questions", "3", "--workers", "1"]
+    out = geosynth_model.main(["--out", str(tmp_path / "model"), "--size", "medium", *common])
+    info = json.loads((out / "geosynth_model.json").read_text())
+    assert info["size"] == "medium" and info["parameters"] > 25e6
+    assert info["architecture"] == {"layers": 8, "hidden": 512, "vision_blocks": 6, "vision_width": 192}
+    card = (out / "README.md").read_text()
+    assert card.startswith("# geosynth-medium") and "8 layers" in card and "too large to ship" in card
+    with pytest.raises(SystemExit, match="holds a medium model"):
+        geosynth_model.main(["--out", str(tmp_path / "model2"), "--size", "small", *common])

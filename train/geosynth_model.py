@@ -13,6 +13,7 @@ training stops at the first save that reaches --target, and the save closest to 
 [--low, --high] is kept, so the model writes well-formed rationales and has begun to compute, yet
 leaves headroom for self-improvement. The kept model is saved in bf16 (to stay under 25 MB) with a
 model card (README.md) recording how it was made and its Test@1 on the whole test split.
+`--size medium` makes a ~30M-parameter model the same way, for GPU runs (too large to ship).
 """
 
 from __future__ import annotations
@@ -69,16 +70,27 @@ def save_bf16(src: Path, dst: Path) -> int:
     return sum(f.stat().st_size for f in dst.glob("*.safetensors"))
 
 
+def architecture(model_dir: Path) -> dict:
+    """Layer counts and widths of a built model folder (its config.json), for the model card."""
+    config = read_json(model_dir / "config.json")
+    text, vision = config.get("text_config", config), config["vision_config"]
+    return {"layers": text["num_hidden_layers"], "hidden": text["hidden_size"],
+            "vision_blocks": vision["depth"], "vision_width": vision["embed_dim"]}
+
+
 def model_card(info: dict) -> str:
     rows = "\n".join(f"| {h['step']} | {h['loss']} | {h['test_at_1']:.1f} |" for h in info["history"])
-    return f"""# geosynth-small: a from-scratch Qwen2-VL for GeoSynth
+    arch = info["architecture"]
+    role = ("The default base model of `python run.py`." if info["size"] == "small" else
+            f"A larger GeoSynth model (`--size {info['size']}`) for GPU runs; too large to ship in the repository.")
+    return f"""# geosynth-{info['size']}: a from-scratch Qwen2-VL for GeoSynth
 
-The default base model of `python run.py`. Made by:
+{role} Made by:
 
     {info['command']}
 
-- Architecture: `Qwen2VLForConditionalGeneration`, {info['parameters']:,} parameters (text: 6 layers,
-  hidden 256; vision: 4 blocks, width 128), byte-level BPE tokenizer of {info['vocab']} tokens trained
+- Architecture: `Qwen2VLForConditionalGeneration`, {info['parameters']:,} parameters (text: {arch['layers']} layers,
+  hidden {arch['hidden']}; vision: {arch['vision_blocks']} blocks, width {arch['vision_width']}), byte-level BPE tokenizer of {info['vocab']} tokens trained
   on GeoSynth text plus the 14 Qwen2-VL special tokens, the Qwen2-VL chat template; weights in bf16
   ({info['weight_bytes'] / 1e6:.1f} MB).
 - Training: from random weights (train/pretrain.py: AdamW, lr {info['lr']}, batch {info['batch']}, bf16
@@ -115,6 +127,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--low", type=float, default=15.0)
     parser.add_argument("--high", type=float, default=45.0)
     parser.add_argument("--eval_batch", type=int, default=128)
+    parser.add_argument("--size", default="small", choices=("small", "medium"),
+                        help="small: ~8M parameters, shipped (bf16 under 25 MB); medium: ~30M, for GPU runs")
     args = parser.parse_args(argv)
 
     import torch
@@ -129,7 +143,11 @@ def main(argv: list[str] | None = None) -> Path:
     (work / "corpus.txt").write_text(corpus_text(train_set), encoding="utf-8")
     init = work / "init"
     if not (init / "build_info.json").is_file():
-        build(init, arch="qwen2_vl", size="small", seed=args.seed, corpus=work / "corpus.txt")
+        build(init, arch="qwen2_vl", size=args.size, seed=args.seed, corpus=work / "corpus.txt")
+    built = read_json(init / "build_info.json").get("size", "small")
+    if built != args.size:
+        raise SystemExit(f"{work} holds a {built} model (init/build_info.json), not --size {args.size}: "
+                         "pass another --work or the same --size")
 
     on_gpu = torch.cuda.is_available()
     test_eval = test_set[:args.eval_questions]
@@ -153,6 +171,7 @@ def main(argv: list[str] | None = None) -> Path:
     weight_bytes = save_bf16(kept_dir, out)
     build_info = read_json(init / "build_info.json")
     info = {"command": "python -m train.geosynth_model " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "size": args.size, "architecture": architecture(init),
             "parameters": build_info["parameters"], "vocab": build_info["vocab"], "weight_bytes": weight_bytes,
             "num_train": len(train_set), "num_test": len(test_set), "num_eval": len(test_eval), "seed": args.seed,
             "lr": args.lr, "batch": args.batch, "difficulty": args.difficulty, "kept_step": kept["step"],
@@ -161,6 +180,8 @@ def main(argv: list[str] | None = None) -> Path:
     atomic_write_json(out / "geosynth_model.json", info)
     atomic_write_text(out / "README.md", model_card(info))
     log.info("kept step %d (Test@1 %.1f%%): %s, %.1f MB", kept["step"], info["test_at_1"], out, weight_bytes / 1e6)
+    if weight_bytes > 25e6:
+        log.info("%s is over the 25 MB a model shipped in the repository may take: keep it outside models/", out)
     return out
 
 
