@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 from core.io import read_jsonl
@@ -57,23 +58,41 @@ def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
     outside: % of select records whose answer none of the candidates gave (a select without an
     answer is not outside, but stays in the denominator); unanimous: every candidate has an answer
     and all agree; overrides: the select answer differs from a unanimous one, and how often the
-    candidates were right then (their own `correct` flags).
+    candidates were right then (their own `correct` flags). departs: the candidates' answers have
+    one most frequent answer (no tie) and the select answer is another; then how often the select
+    answer was right and how often that majority was (does judging beat the vote where they differ?).
     """
     if not selects:
         return {}
     by_id = {r["id"]: r for r in samples}
-    outside = unanimous = overrides = overrides_right = 0
+    outside = unanimous = overrides = overrides_right = departs = departs_right = departs_majority_right = 0
     for r in selects:
-        cands, pick = by_id[r["id"]]["answers"], r["answers"][0]
+        sample, pick = by_id[r["id"]], r["answers"][0]
+        cands = sample["answers"]
         outside += pick is not None and pick not in cands
         if None not in cands and len(set(cands)) == 1:
             unanimous += 1
             if pick != cands[0]:
                 overrides += 1
-                overrides_right += all(by_id[r["id"]]["correct"])
+                overrides_right += all(sample["correct"])
+        majority = strict_majority(cands)
+        if majority is not None and pick != majority:
+            departs += 1
+            departs_right += bool(r["correct"][0])
+            departs_majority_right += bool(sample["correct"][cands.index(majority)])
     return {"select_outside_candidates_rate": 100.0 * outside / len(selects),
             "select_unanimous": unanimous, "select_overrides_unanimous": overrides,
-            "select_overrides_right_unanimous": overrides_right, **pointer_diagnostics(by_id, selects)}
+            "select_overrides_right_unanimous": overrides_right,
+            "select_departs_majority": departs, "select_departs_majority_right": departs_right,
+            "select_departs_majority_vote_right": departs_majority_right, **pointer_diagnostics(by_id, selects)}
+
+
+def strict_majority(answers: list[str | None]) -> str | None:
+    """The one most frequent answer (None answers do not vote); None on a tie or with no answers."""
+    counts = Counter(a for a in answers if a is not None).most_common(2)
+    if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
 
 
 def shown_order(prompt: str, predictions: list[str]) -> list[int] | None:

@@ -124,13 +124,16 @@ def test_select_diagnostics_counts_outside_picks_and_unanimous_overrides():
                _samples("q2", [("", "B"), ("", "B"), ("", "B")]),     # unanimous, wrong
                _samples("q3", [("", "A"), ("", None), ("", "A")]),    # a candidate without answer: not unanimous
                _samples("q4", [("", "C"), ("", "D"), ("", "C")], gold="C")]
-    selects = [{"id": "q1", "predictions": ["Answer: C"], "answers": ["C"]},  # outside, overrides a right unanimous set
-               {"id": "q2", "predictions": ["Answer: A"], "answers": ["A"]},  # outside, overrides a wrong one
-               {"id": "q3", "predictions": ["?"], "answers": [None]},         # no answer: not "outside"
-               {"id": "q4", "predictions": ["Answer: D"], "answers": ["D"]}]  # one of the candidates
+    no = [False]
+    selects = [{"id": "q1", "predictions": ["Answer: C"], "answers": ["C"], "correct": no},  # outside, overrides right unanimous
+               {"id": "q2", "predictions": ["Answer: A"], "answers": ["A"], "correct": no},  # outside, overrides wrong unanimous
+               {"id": "q3", "predictions": ["?"], "answers": [None], "correct": no},         # no answer: not "outside"
+               {"id": "q4", "predictions": ["Answer: D"], "answers": ["D"], "correct": no}]  # one of the candidates
     assert select_diagnostics(samples, selects) == {
         "select_outside_candidates_rate": 50.0, "select_unanimous": 2,
-        "select_overrides_unanimous": 2, "select_overrides_right_unanimous": 1}
+        "select_overrides_unanimous": 2, "select_overrides_right_unanimous": 1,
+        # each pick differs from its candidates' majority (A, B, A, C; q3's pick is no answer); q1, q3, q4's was right
+        "select_departs_majority": 4, "select_departs_majority_right": 0, "select_departs_majority_vote_right": 3}
     assert select_diagnostics(samples, []) == {}
 
 
@@ -225,3 +228,17 @@ def test_check_diagnostics_score_the_lines_against_the_listed_candidates():
     assert got["select_check_coverage"] == 100.0
     plain = {"id": "q1", "prompt": prompt, "predictions": ["Answer: B"], "answers": ["B"]}
     assert check_diagnostics(samples, [plain], [p]) == {}
+
+
+def test_select_departs_majority_counts_who_was_right_where_select_and_vote_differ():
+    samples = [_samples("q1", [("", "A"), ("", "B"), ("", "B")]),     # majority B (wrong)
+               _samples("q2", [("", "A"), ("", "B"), ("", "C")]),     # a tie: no majority, never counted
+               _samples("q3", [("", "A"), ("", None), ("", "C")]),    # None does not vote: tie A/C
+               _samples("q4", [("", "C"), ("", None), ("", None)])]   # majority C (wrong)
+    selects = [{"id": "q1", "predictions": ["Answer: A"], "answers": ["A"], "correct": [True]},   # departs, right
+               {"id": "q2", "predictions": ["Answer: A"], "answers": ["A"], "correct": [True]},
+               {"id": "q3", "predictions": ["Answer: D"], "answers": ["D"], "correct": [False]},
+               {"id": "q4", "predictions": ["Answer: C"], "answers": ["C"], "correct": [False]}]  # agrees
+    got = select_diagnostics(samples, selects)
+    assert (got["select_departs_majority"], got["select_departs_majority_right"],
+            got["select_departs_majority_vote_right"]) == (1, 1, 0)
