@@ -152,11 +152,13 @@ CHECK_LINE = re.compile(r"^\s*Prediction (\d+): (?:computed ([^,\n]+?), ?)?answe
 def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
     """Select outputs with check lines (mix.select_target=check, data_gen.prompts.check_target): how
     often a line states the listed candidate's answer, and (multiple choice) the option whose value
-    it computed, correctly, and how many of the listed candidates get a line (coverage). Outputs whose
-    prompt does not list the question's samples are left out. Empty if no output has check lines."""
+    it computed, correctly, and how many of the listed candidates get a line (coverage). computed_copy:
+    how often the computed option is the answer the candidate gave, which is what a line would score
+    by repeating the answered letter instead of reading the value. Outputs whose prompt does not list
+    the question's samples are left out. Empty if no output has check lines."""
     by_id = {r["id"]: r for r in samples}
     choices = {p.id: p.choices for p in problems}
-    with_lines = lines = answered = computed = computed_lines = 0
+    with_lines = lines = answered = computed = computed_lines = copy = 0
     covered = 0.0
     for r in selects:
         found = CHECK_LINE.findall(r["predictions"][0])
@@ -176,11 +178,13 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
                 computed_lines += 1
                 truth = derived_option(sample["predictions"][j], choices[r["id"]]) or "no option"
                 computed += said_computed == truth
+                copy += truth == sample["answers"][j]
     if not with_lines:
         return {}
     return {"select_check_rate": 100.0 * with_lines / len(selects),
             "select_check_answered_acc": 100.0 * answered / lines if lines else None,
             "select_check_computed_acc": 100.0 * computed / computed_lines if computed_lines else None,
+            "select_check_computed_copy": 100.0 * copy / computed_lines if computed_lines else None,
             "select_check_coverage": 100.0 * covered / with_lines}
 
 

@@ -213,13 +213,13 @@ def test_check_diagnostics_score_the_lines_against_the_listed_candidates():
     record = {"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]}
     assert check_diagnostics(samples, [record], [p]) == {
         "select_check_rate": 100.0, "select_check_answered_acc": 100.0, "select_check_computed_acc": 100.0,
-        "select_check_coverage": 100.0}
+        "select_check_computed_copy": 100.0 / 3, "select_check_coverage": 100.0}  # only candidate 1 named its own value
     # messy model output: spaces, a missing period, trailing prose cut at the line end, a skipped line
     messy = "  Prediction 1: computed no option, answered D \nPrediction 3: computed B,answered C.\r\nAnswer: B"
     record = {"id": "q1", "prompt": prompt, "predictions": [messy], "answers": ["B"]}
     got = check_diagnostics(samples, [record], [p])
     assert got["select_check_answered_acc"] == 100.0 and got["select_check_computed_acc"] == 100.0
-    assert round(got["select_check_coverage"], 2) == 66.67
+    assert round(got["select_check_coverage"], 2) == 66.67 and got["select_check_computed_copy"] == 0.0
     # read in the samples' order instead of the listed one: 1 answer of 3 right, 1 computed option of 3
     wrong = prompts.check_target(p, [("B", "B"), ("B", "C"), ("no option", "D")])
     record = {"id": "q1", "prompt": prompt, "predictions": [wrong], "answers": ["B"]}
