@@ -33,7 +33,7 @@ from data_gen.llamafactory import write_dataset
 from data_gen.problem import Problem
 from data_gen.reflection import build_mix, check_mix_config, warmup_items
 from data_gen.sources import load_problems
-from eval.evaluate import iteration_metrics
+from eval.evaluate import iteration_metrics, validation_metrics
 from eval.report import plot_lines, write_table
 from eval.select import select_items
 from infer.model import ModelError, check_model_dir
@@ -55,6 +55,7 @@ class Run:
     dir: Path
     train: list[Problem]
     test: list[Problem]
+    val: list[Problem]  # data.val_questions held out of train; empty without
 
     def iter_dir(self, k: int) -> Path:
         return self.dir / f"iter_{k}"
@@ -172,6 +173,21 @@ def run_warmup(run: Run) -> None:
     step(run, "warmup/train", wdir / DONE_FILE, lambda: train_iteration(run, -1, wdir, "r3v_warmup"))
 
 
+def evaluate_split(run: Run, k: int, problems: list[Problem], split: str) -> None:
+    """K samples, self-select among them (iterations >= 1) and greedy Test@1 on one split (test or val)."""
+    d = run.iter_dir(k)
+    samples = d / f"{split}_samples.jsonl"
+    step(run, f"iter{k}/sample_{split}", samples, lambda: sample(run, k, cot(run, k, problems, split), samples))
+    if k >= 1 or run.cfg.select_at_iter0:
+        step(run, f"iter{k}/select_{split}", d / f"{split}_select.jsonl",
+             lambda: sample(run, k, select_items(
+                 problems, {r["id"]: r for r in read_jsonl(samples)}, None, run.cfg.seed,
+                 f"iter{k}" if split == "test" else f"iter{k}/{split}", run.cfg.prompt),
+                 d / f"{split}_select.jsonl", greedy=True))
+    step(run, f"iter{k}/greedy_{split}", d / f"{split}_greedy.jsonl",
+         lambda: sample(run, k, cot(run, k, problems, split), d / f"{split}_greedy.jsonl", greedy=True))
+
+
 def run_iteration(run: Run, k: int) -> dict:
     cfg, d = run.cfg, run.iter_dir(k)
     d.mkdir(parents=True, exist_ok=True)
@@ -184,16 +200,12 @@ def run_iteration(run: Run, k: int) -> dict:
         step(run, f"iter{k}/sample_train", d / "train_samples.jsonl",
              lambda: sample(run, k, cot(run, k, run.train, "train", sampling_prompt=k == 0),
                             d / "train_samples.jsonl"))
-    step(run, f"iter{k}/sample_test", d / "test_samples.jsonl",
-         lambda: sample(run, k, cot(run, k, run.test, "test"), d / "test_samples.jsonl"))
-    if k >= 1 or cfg.select_at_iter0:
-        step(run, f"iter{k}/select_test", d / "test_select.jsonl",
-             lambda: sample(run, k, select_items(
-                 run.test, {r["id"]: r for r in read_jsonl(d / "test_samples.jsonl")}, None, cfg.seed,
-                 f"iter{k}", cfg.prompt), d / "test_select.jsonl", greedy=True))
-    step(run, f"iter{k}/greedy_test", d / "test_greedy.jsonl",
-         lambda: sample(run, k, cot(run, k, run.test, "test"), d / "test_greedy.jsonl", greedy=True))
+    evaluate_split(run, k, run.test, "test")
+    if run.val:
+        evaluate_split(run, k, run.val, "val")
     metrics = iteration_metrics(d, run.test)
+    if run.val:
+        metrics.update(validation_metrics(d, run.val))
     metrics["iteration"] = k
     stats = d / "sft_data" / "mix_stats.json"
     if stats.is_file():
@@ -210,6 +222,8 @@ def write_report(run: Run, all_metrics: list[dict]) -> str:
     k = run.cfg.sample.num_samples
     cols = ["iteration", "Test@1", f"MV@{k}", f"SS@{k}", f"pass@{k}", "sample_acc", "no_answer_rate",
             "mix_total", "minutes"]
+    if run.val:
+        cols[5:5] = ["val_Test@1", f"val_MV@{k}", f"val_SS@{k}"]
     rows = []
     for m in all_metrics:
         rows.append({**m, "mix_total": sum(m.get("mix", {}).values()) or None,
@@ -231,8 +245,9 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     run_dir = open_run_dir(cfg, restart)
     log.info("config: %s", to_dict(cfg))
     run = Run(cfg, run_dir, load_problems(cfg.data, "train", run_dir, cfg.seed),
-              load_problems(cfg.data, "test", run_dir, cfg.seed))
-    log.info("data: %d train / %d test problems", len(run.train), len(run.test))
+              load_problems(cfg.data, "test", run_dir, cfg.seed), load_problems(cfg.data, "val", run_dir, cfg.seed))
+    log.info("data: %d train / %d test problems%s", len(run.train), len(run.test),
+             f" / {len(run.val)} validation problems (held out of train)" if run.val else "")
     if cfg.warmup.enabled:
         run_warmup(run)
     all_metrics = []

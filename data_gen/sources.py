@@ -6,6 +6,7 @@ default run needs no download and no data folder.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from core.config import DataConfig
@@ -35,8 +36,26 @@ def data_folder(cfg: DataConfig, run_dir: Path, seed: int) -> Path:
 
 
 def load_problems(cfg: DataConfig, split: str, run_dir: Path, seed: int) -> list[Problem]:
+    """train, val or test. val (data.val_questions > 0) is a seeded draw from the train split, which
+    then leaves it out; both keep the file's order. Without val_questions, val is empty."""
     folder = data_folder(cfg, run_dir, seed)
-    limit = cfg.train_limit if split == "train" else cfg.test_limit
     loader = generic.load_split if cfg.dataset == "generic" else geoqa.load_split
-    problems = loader(folder, split, skip_bad=cfg.skip_bad, limit=limit)
-    return problems
+    if split == "test":
+        return loader(folder, "test", skip_bad=cfg.skip_bad, limit=cfg.test_limit)
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be train, val or test, not {split!r}")
+    if split == "val" and cfg.val_questions <= 0:
+        return []
+    train = loader(folder, "train", skip_bad=cfg.skip_bad, limit=cfg.train_limit)
+    if cfg.val_questions <= 0:
+        return train
+    held = validation_indices(len(train), cfg.val_questions, seed, folder)
+    return [p for i, p in enumerate(train) if (i in held) == (split == "val")]
+
+
+def validation_indices(num_train: int, num_val: int, seed: int, folder: Path) -> set[int]:
+    """The train positions held out as validation: a draw fixed by the seed and the two counts."""
+    if num_val >= num_train:
+        raise DataError(f"data.val_questions={num_val} would hold out all {num_train} train problems of "
+                        f"{folder}; use fewer (or more train problems).")
+    return set(random.Random(f"val/{seed}/{num_train}").sample(range(num_train), num_val))

@@ -226,20 +226,21 @@ def read_matched(path: Path, ids: list[str]) -> list[dict]:
     return records
 
 
-def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
-    """Metrics of one iteration folder from the files that exist in it."""
+def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "test") -> dict:
+    """Metrics of one iteration folder from the files of one split (test, or val: data.val_questions)
+    that exist in it. The keys are the same for both splits (Test@1 is greedy accuracy on it)."""
     ids = [p.id for p in problems]
     golds = {p.id: gold_key(p) for p in problems}
-    metrics: dict = {"num_test": len(problems)}
-    greedy = iter_dir / "test_greedy.jsonl"
+    metrics: dict = {f"num_{split}": len(problems)}
+    greedy = iter_dir / f"{split}_greedy.jsonl"
     if greedy.is_file():
         metrics["Test@1"] = accuracy([r["correct"][0] for r in read_matched(greedy, ids)])
-    samples_path = iter_dir / "test_samples.jsonl"
+    samples_path = iter_dir / f"{split}_samples.jsonl"
     samples = read_matched(samples_path, ids) if samples_path.is_file() else None
     if samples:
         metrics.update(sample_metrics(samples, golds))
         metrics.update(letter_binding(samples, problems))
-    select = iter_dir / "test_select.jsonl"
+    select = iter_dir / f"{split}_select.jsonl"
     if select.is_file() and samples:
         k = len(samples[0]["predictions"])
         records = read_matched(select, ids)
@@ -248,6 +249,12 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem]) -> dict:
         metrics.update(select_diagnostics(samples, records))
         metrics.update(check_diagnostics(samples, records, problems))
     return metrics
+
+
+def validation_metrics(iter_dir: Path, val: list[Problem]) -> dict:
+    """The validation split's metrics, each key prefixed with val_ (val_Test@1, val_MV@3, ...)."""
+    return {key if key.startswith("num_") else f"val_{key}": value
+            for key, value in iteration_metrics(iter_dir, val, "val").items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -267,6 +274,9 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = RunConfig()
     apply_yaml(cfg, run_dir / "config.yaml")
     metrics = iteration_metrics(iter_dir, load_problems(cfg.data, "test", run_dir, cfg.seed))
+    val = load_problems(cfg.data, "val", run_dir, cfg.seed)
+    if val:
+        metrics.update(validation_metrics(iter_dir, val))
     print(json.dumps(metrics, indent=2))
     return metrics
 

@@ -219,3 +219,39 @@ def test_warmup_sft_before_iteration_0(warm_tiny_model_dir, tmp_path):
                                        for r in warm_data)
     assert "adapter" in (d / "run.log").read_text().split("iter0/sample_test")[1].split("\n")[1]
     assert len(read_jsonl(d / "iter_0" / "test_greedy.jsonl")) == 4
+
+
+def test_validation_split_is_held_out_of_train_and_evaluated(warm_tiny_model_dir, tmp_path):
+    """data.val_questions: a seeded draw from train is never sampled for training data, and each
+    iteration evaluates it like the test split (files, metrics with val_ keys, table columns)."""
+    argv = loop_args(warm_tiny_model_dir, tmp_path, 1) + ["data.geosynth_train=12", "data.geosynth_test=4",
+                                                          "data.val_questions=4"]
+    cfg = config(argv)
+    run.main(cfg)
+    d = tmp_path / "loop"
+    train = load_problems(cfg.data, "train", d, cfg.seed)
+    val = load_problems(cfg.data, "val", d, cfg.seed)
+    assert len(train) == 8 and len(val) == 4 and not {p.id for p in train} & {p.id for p in val}
+    assert val == load_problems(cfg.data, "val", d, cfg.seed)  # the same draw every time
+    assert {r["id"] for r in read_jsonl(d / "iter_0" / "train_samples.jsonl")} == {p.id for p in train}
+    for k in (0, 1):
+        it = d / f"iter_{k}"
+        assert {r["id"] for r in read_jsonl(it / "val_greedy.jsonl")} == {p.id for p in val}
+        assert len(read_jsonl(it / "val_samples.jsonl")) == 4
+        saved = read_json(it / "metrics.json")
+        assert saved["num_val"] == 4 and saved["num_test"] == 4
+        assert saved["val_Test@1"] == iteration_metrics(it, val, "val")["Test@1"]
+        assert saved["Test@1"] == iteration_metrics(it, load_problems(cfg.data, "test", d, cfg.seed))["Test@1"]
+    assert len(read_jsonl(d / "iter_1" / "val_select.jsonl")) == 4
+    assert "val_SS@3" in read_json(d / "iter_1" / "metrics.json")
+    data = json.loads((d / "iter_1" / "sft_data" / "r3v_iter1.json").read_text())
+    val_questions = {p.question for p in val} - {p.question for p in train}
+    assert not any(q in r["messages"][0]["content"] for r in data for q in val_questions)
+    assert (d / "metrics.csv").read_text().splitlines()[0].startswith(
+        "iteration,Test@1,MV@3,SS@3,pass@3,val_Test@1,val_MV@3,val_SS@3")
+
+
+def test_validation_split_larger_than_train_is_refused(tiny_model_dir, tmp_path):
+    argv = loop_args(tiny_model_dir, tmp_path, 0) + ["data.geosynth_train=4", "data.val_questions=4"]
+    with pytest.raises(DataError, match=r"data.val_questions=4 would hold out all 4 train problems"):
+        run.main(config(argv))
