@@ -7,9 +7,12 @@ Every number is recomputed from the JSONL records on disk, so anyone can check i
 Unparseable outputs count as wrong and never take part in a vote (eval/metrics.py).
 
 Diagnostics (in metrics.json, not in the table): how the self-select answers relate to the K
-candidates they were shown (`select_diagnostics`; with pointer targets, whether the named candidate
-is copied and is right more often than chance), and how often a sampled multiple-choice rationale
-names another letter than the option whose value it computed (`letter_binding`).
+candidates they were shown (`select_diagnostics`: answers outside the candidates, overridden
+unanimous sets, departures from a clear majority and who was right then; with pointer targets,
+whether the named candidate is copied and is right more often than chance; with check targets,
+whether the lines read the candidates right), and how often a sampled multiple-choice rationale
+names another letter than the option whose value it computed (`letter_binding`). With
+data.val_questions the validation split gets the same metrics under val_ keys.
 """
 
 from __future__ import annotations
