@@ -92,72 +92,41 @@ QWEN_SPLIT_REGEX = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-# Tiny model: small enough to train in seconds on CPU. head_dim = 64 / 4 = 16 and mrope_section
-# must sum to head_dim / 2 = 8 (temporal, height, width rotary halves).
-TINY_TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=32768,
-    max_window_layers=2,
-    rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
-    tie_word_embeddings=True,
-)
-TINY_VISION = {
-    "qwen2_vl": dict(depth=2, embed_dim=32, mlp_ratio=4, num_heads=2),
-    # window_size 112 px = 4x4 merged patches; the last block attends globally as in the real model.
-    "qwen2_5_vl": dict(
-        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, window_size=112,
-        fullatt_block_indexes=[1], tokens_per_second=2, hidden_act="silu",
-    ),
+
+def local_size(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, mrope: list[int],
+               vision_depth: int, vision_width: int, vision_heads: int, pixels: tuple[int, int],
+               vision_mlp: int = 4) -> tuple:
+    """(text config, vision config per arch, (min, max) pixels) of a from-scratch size. mrope: the
+    temporal, height and width rotary sections, summing to head_dim / 2 = hidden / heads / 2;
+    vision_mlp: Qwen2.5-VL's vision MLP width as a multiple of vision_width."""
+    if sum(mrope) * 2 * heads != hidden:
+        raise ValueError(f"mrope sections {mrope} must sum to hidden / heads / 2 = {hidden // heads // 2}")
+    text = dict(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=32768,
+                max_window_layers=layers, rope_scaling={"type": "mrope", "mrope_section": mrope},
+                tie_word_embeddings=True)
+    vision = {
+        "qwen2_vl": dict(depth=vision_depth, embed_dim=vision_width, mlp_ratio=4, num_heads=vision_heads),
+        # window_size 112 px = 4x4 merged patches; the last block attends globally as in the real model.
+        "qwen2_5_vl": dict(
+            depth=vision_depth, hidden_size=vision_width, intermediate_size=vision_mlp * vision_width,
+            num_heads=vision_heads, window_size=112, fullatt_block_indexes=[vision_depth - 1],
+            tokens_per_second=2, hidden_act="silu",
+        ),
+    }
+    return text, vision, pixels
+
+
+LOCAL = {
+    # tiny: trains in seconds on CPU (tests); images of 56x56 to 112x112 px (4 to 16 image tokens).
+    "tiny": local_size(64, 128, 2, 4, 2, [2, 3, 3], 2, 32, 2, (56 * 56, 112 * 112), vision_mlp=2),
+    # small: ~8M parameters, the from-scratch GeoSynth model of train/geosynth_model.py (bf16 fits the
+    # 25 MB budget for a model shipped in the repository); 224x224 diagrams -> 64 image tokens.
+    "small": local_size(256, 1024, 6, 4, 2, [8, 12, 12], 4, 128, 4, (56 * 56, 224 * 224)),
+    # medium: ~30M parameters, for GPU runs that test whether model size limits what the loop can
+    # learn (self-selection); too large to ship in the repository (bf16 ~61 MB).
+    "medium": local_size(512, 1536, 8, 8, 4, [8, 12, 12], 6, 192, 6, (56 * 56, 224 * 224)),
 }
-# min 56*56 px (2x2 merged patches), max 112*112 px (4x4 merged patches = 16 image tokens).
-TINY_PIXELS = (56 * 56, 112 * 112)
-# small: ~8.5M parameters, the from-scratch GeoSynth model of train/geosynth_model.py (bf16 fits
-# the 25 MB budget for a model shipped in the repository); 224x224 diagrams -> 64 image tokens.
-SMALL_TEXT = dict(
-    hidden_size=256,
-    intermediate_size=1024,
-    num_hidden_layers=6,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=32768,
-    max_window_layers=6,
-    rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},  # sums to head_dim / 2 = 32
-    tie_word_embeddings=True,
-)
-SMALL_VISION = {
-    "qwen2_vl": dict(depth=4, embed_dim=128, mlp_ratio=4, num_heads=4),
-    "qwen2_5_vl": dict(
-        depth=4, hidden_size=128, intermediate_size=512, num_heads=4, window_size=112,
-        fullatt_block_indexes=[3], tokens_per_second=2, hidden_act="silu",
-    ),
-}
-SMALL_PIXELS = (56 * 56, 224 * 224)
-# medium: ~30M parameters, for GPU runs that test whether model size limits what the loop can learn
-# (self-selection); too large to ship in the repository (bf16 ~60 MB).
-MEDIUM_TEXT = dict(
-    hidden_size=512,
-    intermediate_size=1536,
-    num_hidden_layers=8,
-    num_attention_heads=8,
-    num_key_value_heads=4,
-    max_position_embeddings=32768,
-    max_window_layers=8,
-    rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},  # sums to head_dim / 2 = 32
-    tie_word_embeddings=True,
-)
-MEDIUM_VISION = {
-    "qwen2_vl": dict(depth=6, embed_dim=192, mlp_ratio=4, num_heads=6),
-    "qwen2_5_vl": dict(
-        depth=6, hidden_size=192, intermediate_size=768, num_heads=6, window_size=112,
-        fullatt_block_indexes=[5], tokens_per_second=2, hidden_act="silu",
-    ),
-}
-LOCAL = {"tiny": (TINY_TEXT, TINY_VISION, TINY_PIXELS), "small": (SMALL_TEXT, SMALL_VISION, SMALL_PIXELS),
-         "medium": (MEDIUM_TEXT, MEDIUM_VISION, SMALL_PIXELS)}
 # Real preprocessor_config.json of Qwen2-VL: 4 .. 16384 merged patches of 28x28 px.
 REAL_PIXELS = (56 * 56, 28 * 28 * 16384)
 

@@ -21,7 +21,7 @@ from train.export import export_merged
 
 RENDER = dict(model_path="/models/base", dataset_dir="/data", dataset_name="mix", output_dir="/out",
               seed=7, image_min_pixels=3136, image_max_pixels=401408)
-TINY_PIXELS = dict(image_min_pixels=56 * 56, image_max_pixels=112 * 112)  # infer/build_model.py TINY_PIXELS
+TINY_PIXELS = dict(image_min_pixels=56 * 56, image_max_pixels=112 * 112)  # infer/build_model.py LOCAL["tiny"] pixels
 # Settings that keep the real CPU run to seconds: one optimizer step per micro-batch, two steps (the
 # first has lr 0: it is the warm-up step), and an lr large enough to move the adapter visibly.
 FAST = dict(global_batch_size=2, per_device_batch_size=2, max_steps=2, learning_rate=1e-2,
