@@ -182,7 +182,7 @@ def evaluate_split(run: Run, k: int, problems: list[Problem], split: str) -> Non
         step(run, f"iter{k}/select_{split}", d / f"{split}_select.jsonl",
              lambda: sample(run, k, select_items(
                  problems, {r["id"]: r for r in read_jsonl(samples)}, None, run.cfg.seed,
-                 f"iter{k}" if split == "test" else f"iter{k}/{split}", run.cfg.prompt),
+                 f"iter{k}" if split == "test" else f"iter{k}/{split}-select", run.cfg.prompt),
                  d / f"{split}_select.jsonl", greedy=True))
     step(run, f"iter{k}/greedy_{split}", d / f"{split}_greedy.jsonl",
          lambda: sample(run, k, cot(run, k, problems, split), d / f"{split}_greedy.jsonl", greedy=True))

@@ -48,11 +48,13 @@ class DataConfig:
                       "(generated into the run folder), or generic (JSONL / HF dataset on disk).")
     geoqa_dir: str = _f("", "Folder with {train,test}.jsonl and images/ (GeoQA layout); for "
                         "dataset=generic, a folder of {train,test}.jsonl or a saved HF DatasetDict.")
-    train_limit: int = _f(0, "Use only the first N train problems (0 = all).")
+    train_limit: int = _f(0, "Use only the first N train problems (0 = all; with val_questions, of those "
+                          "left after the validation draw).")
     test_limit: int = _f(0, "Use only the first N test problems (0 = all).")
-    val_questions: int = _f(0, "Hold out N train problems (a seeded draw) as a validation split: never "
-                            "sampled for training data, evaluated each iteration like the test split "
-                            "(val_* files, val_ metrics). Choose settings on it, report test. 0 = none.")
+    val_questions: int = _f(0, "Hold out N train problems as a validation split (a fixed draw from the "
+                            "whole train file, the same for every seed and train_limit): never sampled "
+                            "for training data, evaluated each iteration like the test split (val_* "
+                            "files, val_ metrics). Choose settings on it, report test. 0 = none.")
     skip_bad: bool = _f(False, "Skip malformed items (counted and reported) instead of failing.")
     rel_tol: float = _f(0.0, "Relative tolerance for free-form numeric answers (ChartQA's relaxed "
                         "accuracy: 0.05); 0 = exact.")

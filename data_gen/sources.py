@@ -36,26 +36,34 @@ def data_folder(cfg: DataConfig, run_dir: Path, seed: int) -> Path:
 
 
 def load_problems(cfg: DataConfig, split: str, run_dir: Path, seed: int) -> list[Problem]:
-    """train, val or test. val (data.val_questions > 0) is a seeded draw from the train split, which
-    then leaves it out; both keep the file's order. Without val_questions, val is empty."""
+    """train, val or test. val (data.val_questions > 0) is drawn from the whole train file, the same
+    draw whatever the run seed and train_limit (a larger val_questions extends a smaller one's draw);
+    train is the rest, then cut to train_limit. Both keep the file's order. Without val_questions,
+    val is empty."""
     folder = data_folder(cfg, run_dir, seed)
     loader = generic.load_split if cfg.dataset == "generic" else geoqa.load_split
     if split == "test":
         return loader(folder, "test", skip_bad=cfg.skip_bad, limit=cfg.test_limit)
     if split not in ("train", "val"):
         raise ValueError(f"split must be train, val or test, not {split!r}")
-    if split == "val" and cfg.val_questions <= 0:
-        return []
-    train = loader(folder, "train", skip_bad=cfg.skip_bad, limit=cfg.train_limit)
-    if cfg.val_questions <= 0:
-        return train
-    held = validation_indices(len(train), cfg.val_questions, seed, folder)
-    return [p for i, p in enumerate(train) if (i in held) == (split == "val")]
+    if cfg.val_questions < 0:
+        raise DataError(f"data.val_questions={cfg.val_questions}: give 0 (no validation split) or more.")
+    if cfg.val_questions == 0:
+        return [] if split == "val" else loader(folder, "train", skip_bad=cfg.skip_bad, limit=cfg.train_limit)
+    train = loader(folder, "train", skip_bad=cfg.skip_bad)
+    held = validation_indices(len(train), cfg.val_questions, folder)
+    if split == "val":
+        return [p for i, p in enumerate(train) if i in held]
+    rest = [p for i, p in enumerate(train) if i not in held]
+    return rest[:cfg.train_limit] if cfg.train_limit > 0 else rest
 
 
-def validation_indices(num_train: int, num_val: int, seed: int, folder: Path) -> set[int]:
-    """The train positions held out as validation: a draw fixed by the seed and the two counts."""
+def validation_indices(num_train: int, num_val: int, folder: Path) -> set[int]:
+    """The train-file positions held out as validation: the first num_val of a fixed shuffle of the
+    file's positions (keyed by its size only)."""
     if num_val >= num_train:
         raise DataError(f"data.val_questions={num_val} would hold out all {num_train} train problems of "
                         f"{folder}; use fewer (or more train problems).")
-    return set(random.Random(f"val/{seed}/{num_train}").sample(range(num_train), num_val))
+    order = list(range(num_train))
+    random.Random(f"validation/{num_train}").shuffle(order)
+    return set(order[:num_val])

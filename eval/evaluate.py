@@ -221,11 +221,11 @@ def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
 
 
 def read_matched(path: Path, ids: list[str]) -> list[dict]:
-    """A records file whose ids are exactly the test questions' (else the file belongs to other data)."""
+    """A records file whose ids are exactly the split's questions' (else the file belongs to other data)."""
     records = read_jsonl(path)
     if sorted(r["id"] for r in records) != sorted(ids):
-        raise ValueError(f"{path}: its {len(records)} records do not match the {len(ids)} test questions by id; "
-                         f"the file belongs to other data. Delete it to redo that step.")
+        raise ValueError(f"{path}: its {len(records)} records do not match the {len(ids)} questions of its split "
+                         f"by id; the file belongs to other data. Delete it to redo that step.")
     return records
 
 
@@ -256,7 +256,7 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "tes
 
 def validation_metrics(iter_dir: Path, val: list[Problem]) -> dict:
     """The validation split's metrics, each key prefixed with val_ (val_Test@1, val_MV@3, ...)."""
-    return {key if key.startswith("num_") else f"val_{key}": value
+    return {key if key == "num_val" else f"val_{key}": value
             for key, value in iteration_metrics(iter_dir, val, "val").items()}
 
 

@@ -25,8 +25,9 @@ def select_items(problems: list[Problem], records: dict[str, dict], indices: tup
     for p in problems:
         record = records.get(p.id)
         if record is None:
-            raise KeyError(f"no samples for question {p.id!r} in the test samples file (test_samples.jsonl): "
-                           f"it belongs to other data; delete it to sample again, or use a new run folder.")
+            raise KeyError(f"no samples for question {p.id!r} in the samples file this select step reads "
+                           f"(<split>_samples.jsonl): it belongs to other data; delete it to sample again, "
+                           f"or use a new run folder.")
         chosen = [record["predictions"][i] for i in (indices if indices is not None
                                                       else range(len(record["predictions"])))]
         random.Random(f"{seed}-select-{tag}-{p.id}").shuffle(chosen)

@@ -28,8 +28,6 @@ from pathlib import Path
 
 ARCHES = ("qwen2_vl", "qwen2_5_vl")
 SIZES = ("tiny", "small", "medium", "2b", "3b", "7b")
-# Sizes with a byte-level BPE tokenizer trained here (the others use the real Qwen tokenizer).
-LOCAL_SIZES = ("tiny", "small", "medium")
 
 # The 14 special tokens of Qwen2-VL, in id order after the byte-level BPE vocabulary
 # (real ids 151643..151656, tokenizer_config.json of Qwen/Qwen2-VL-7B-Instruct).
@@ -127,6 +125,7 @@ LOCAL = {
     # learn (self-selection); too large to ship in the repository (bf16 ~61 MB).
     "medium": local_size(512, 1536, 8, 8, 4, [8, 12, 12], 6, 192, 6, (56 * 56, 224 * 224)),
 }
+LOCAL_SIZES = tuple(LOCAL)  # sizes with a byte-level BPE tokenizer trained here (the others: the real Qwen one)
 # Real preprocessor_config.json of Qwen2-VL: 4 .. 16384 merged patches of 28x28 px.
 REAL_PIXELS = (56 * 56, 28 * 28 * 16384)
 
@@ -456,7 +455,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", required=True, help="checkpoint folder to write (an earlier build there is replaced)")
     parser.add_argument("--arch", default="qwen2_vl", choices=ARCHES, help="model family")
     parser.add_argument("--size", default="tiny", choices=SIZES,
-                        help="tiny (tests), or a real architecture: qwen2_vl 2b|7b, qwen2_5_vl 3b|7b")
+                        help="tiny (tests), small / medium (from-scratch GeoSynth models, "
+                             "train/geosynth_model.py), or a real architecture: qwen2_vl 2b|7b, qwen2_5_vl 3b|7b")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--corpus", default=None, help="extra text file for the tiny tokenizer")
     parser.add_argument("--device", default=None, help="where to draw 2b/3b/7b weights (default: cuda if any)")

@@ -152,3 +152,31 @@ def test_generic_hf_dataset_on_disk(tmp_path):
     assert all(Path(p.image).is_file() for p in problems)
     with pytest.raises(DataError, match="no split 'train'"):
         generic.load_split(tmp_path / "hf", "train")
+
+
+def test_validation_split_is_a_fixed_draw_from_the_whole_train_file(tmp_path):
+    """data.val_questions: disjoint from train, independent of the run seed and train_limit, nested
+    as it grows; train_limit then cuts what is left."""
+    from core.config import DataConfig
+    from data_gen.sources import load_problems
+
+    folder = make_folder(tmp_path / "d", [item(i) for i in range(20)])
+    make_folder(tmp_path / "d", [item(i, id=f"test-{i}", image=f"test-{i}.png") for i in range(3)], split="test")
+
+    def load(split, seed=42, **kw):
+        cfg = DataConfig(dataset="geoqa", geoqa_dir=str(folder), **kw)
+        return [p.id for p in load_problems(cfg, split, tmp_path, seed)]
+
+    val = load("val", val_questions=5)
+    train = load("train", val_questions=5)
+    assert len(val) == 5 and len(train) == 15 and not set(val) & set(train)
+    assert sorted(val + train, key=lambda s: int(s.split("-")[1])) == load("train")  # file order kept
+    assert load("val", seed=7, val_questions=5) == val  # the run seed does not move it
+    assert load("val", val_questions=5, train_limit=4) == val
+    assert load("train", val_questions=5, train_limit=4) == train[:4]
+    assert set(val) < set(load("val", val_questions=8))  # a larger split extends a smaller one
+    assert load("val") == [] and len(load("test", val_questions=5)) == 3
+    with pytest.raises(DataError, match="val_questions=20 would hold out all 20 train problems"):
+        load("val", val_questions=20)
+    with pytest.raises(DataError, match="val_questions=-1"):
+        load("train", val_questions=-1)
