@@ -249,3 +249,38 @@ def warmup_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: i
     chosen = rng.sample(with_rationale, min(num_items, len(with_rationale)))
     return [{"kind": "cot", "id": f"warmup-{p.id}", "image": p.image,
              "prompt": prompts.cot_prompt(p, prompt_cfg), "response": p.rationale} for p in chosen]
+
+
+LETTERS = "ABCDEFGH"
+
+
+def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: int, seed: int) -> list[dict]:
+    """Self-select items from gold rationales, for a from-scratch model's pretraining (not part of R3V:
+    train.geosynth_model --judge_items; the paper's 7B model brings this judgement from its own).
+
+    Each item lists 3 candidates in random order: the gold rationale at least once, and 0-2 copies
+    whose last line names another option ("Answer: C" after computing B's value: the value-to-letter
+    binding error the small model makes most, docs/results.md). Two such copies name the same wrong
+    letter half of the time, so the wrong answer can hold the majority. Target: the gold answer.
+    Multiple-choice problems with a rationale ending in "Answer: <letter>" only."""
+    usable = [p for p in problems if p.choices and p.rationale and p.rationale.rstrip().endswith(f"Answer: {p.answer}")]
+    if not usable:
+        raise ValueError("judge items need multiple-choice problems whose gold rationale ends with "
+                         "'Answer: <letter>' (GeoSynth data has them)")
+    rng = random.Random(f"{seed}-judge")
+    order = rng.sample(usable, len(usable))  # every problem once before any repeats
+    items = []
+    for n in range(num_items):
+        p = order[n % len(order)]
+        gold = p.rationale.rstrip()
+        others = [c for c in LETTERS[:len(p.choices)] if c != p.answer]
+        num_wrong = rng.randrange(3)
+        wrong = rng.sample(others, num_wrong)
+        if num_wrong == 2 and rng.random() < 0.5:
+            wrong = [wrong[0], wrong[0]]
+        candidates = [gold] * (3 - num_wrong) + [gold[:-len(p.answer)] + letter for letter in wrong]
+        rng.shuffle(candidates)
+        items.append({"kind": "select", "id": f"judge-{n}-{p.id}", "image": p.image,
+                      "prompt": prompts.select_prompt(p, candidates, prompt_cfg),
+                      "response": prompts.answer_target(p)})
+    return items

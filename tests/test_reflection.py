@@ -277,3 +277,27 @@ def test_writer_rejects_stray_image_tokens_and_empty_mix(tmp_path):
         to_sharegpt({"id": "x", "image": "/i.png", "prompt": "see <image>", "response": "A"})
     with pytest.raises(ValueError, match="no items"):
         write_dataset([], tmp_path, "empty")
+
+
+def test_judge_items_list_the_gold_rationale_and_letter_swapped_copies():
+    """train.geosynth_model --judge_items: 3 candidates, the gold one at least once, the others differ
+    from it only in the answer letter; the target is the gold answer; the same seed, the same items."""
+    from data_gen.reflection import judge_items
+
+    problems = [Problem(f"p{i}", "/i.png", f"x{i}?", ("20°", "40°", "50°", "80°"), "B",
+                        rationale=f"x = 20° + 20° = 40°.\nAnswer: B") for i in range(6)]
+    items = judge_items(problems, PromptConfig(), 60, seed=3)
+    assert items == judge_items(problems, PromptConfig(), 60, seed=3)
+    assert len(items) == 60 and {it["id"].split("-")[2] for it in items[:6]} == {p.id for p in problems}
+    wrong_counts, majority_wrong = set(), 0
+    for it in items:
+        assert it["kind"] == "select" and it["response"] == "Answer: B"
+        listed = [line for line in it["prompt"].splitlines() if line.startswith("Answer: ")]
+        assert len(listed) == 3 and listed.count("Answer: B") >= 1
+        wrong = [line for line in listed if line != "Answer: B"]
+        wrong_counts.add(len(wrong))
+        majority_wrong += len(wrong) == 2 and wrong[0] == wrong[1]
+        assert it["prompt"].count("x = 20° + 20° = 40°.") == 3
+    assert wrong_counts == {0, 1, 2} and majority_wrong > 0
+    with pytest.raises(ValueError, match="judge items need"):
+        judge_items([Problem("f", "/i.png", "n?", None, "7", rationale="7\nAnswer: 7")], PromptConfig(), 2, 0)

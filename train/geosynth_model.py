@@ -14,6 +14,9 @@ training stops at the first save that reaches --target, and the save closest to 
 leaves headroom for self-improvement. The kept model is saved in bf16 (to stay under 25 MB) with a
 model card (README.md) recording how it was made and its Test@1 on the whole test split.
 `--size medium` makes a ~30M-parameter model the same way, for GPU runs (too large to ship).
+`--judge_items N` adds N self-select items built from the gold rationales with swapped answer
+letters (data_gen.reflection.judge_items; not part of R3V): a base model that starts with some of
+the judgement a pretrained 7B model brings.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from core.io import atomic_write_json, atomic_write_text, read_json
 from core.log import add_file_log, get_logger
 from data_gen import geosynth
 from data_gen.geoqa import load_split
-from data_gen.reflection import warmup_items
+from data_gen.reflection import judge_items, warmup_items
 from eval.metrics import accuracy
 from infer.build_model import build
 from infer.sample import cot_items, sample_items
@@ -81,6 +84,8 @@ def architecture(model_dir: Path) -> dict:
 def model_card(info: dict) -> str:
     rows = "\n".join(f"| {h['step']} | {h['loss']} | {h['test_at_1']:.1f} |" for h in info["history"])
     arch = info["architecture"]
+    judge = (f" and {info['judge_items']} self-select items built from them with swapped answer letters "
+             "(`--judge_items`, not part of R3V)" if info.get("judge_items") else "")
     role = ("The default base model of `python run.py`." if info["size"] == "small" else
             f"A larger GeoSynth model (`--size {info['size']}`) for GPU runs; too large to ship in the repository.")
     return f"""# geosynth-{info['size']}: a from-scratch Qwen2-VL for GeoSynth
@@ -95,7 +100,7 @@ def model_card(info: dict) -> str:
   ({info['weight_bytes'] / 1e6:.1f} MB).
 - Training: from random weights (train/pretrain.py: AdamW, lr {info['lr']}, batch {info['batch']}, bf16
   autocast, loss on the response tokens, vision tower trained) on {info['num_train']} GeoSynth gold
-  rationales (seed {info['seed']}, difficulty {info['difficulty']}); kept: step {info['kept_step']}, the
+  rationales (seed {info['seed']}, difficulty {info['difficulty']}){judge}; kept: step {info['kept_step']}, the
   save whose Test@1 on {info['num_eval']} test questions was closest to the target.
 - Zero-shot CoT accuracy (greedy Test@1) on the {info['num_test']} GeoSynth test questions (train
   and test never share a problem), measured on {info['device']}: **{info['test_at_1']:.1f}%**
@@ -127,6 +132,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--low", type=float, default=15.0)
     parser.add_argument("--high", type=float, default=45.0)
     parser.add_argument("--eval_batch", type=int, default=128)
+    parser.add_argument("--judge_items", type=int, default=0,
+                        help="also train on this many self-select items built from gold rationales with "
+                             "swapped answer letters (not part of R3V; data_gen.reflection.judge_items)")
     parser.add_argument("--size", default="small", choices=("small", "medium"),
                         help="small: ~8M parameters, shipped (bf16 under 25 MB); medium: ~30M, for GPU runs")
     args = parser.parse_args(argv)
@@ -152,6 +160,8 @@ def main(argv: list[str] | None = None) -> Path:
     on_gpu = torch.cuda.is_available()
     test_eval = test_set[:args.eval_questions]
     items = warmup_items(train_set, PromptConfig(), len(train_set), args.seed)
+    if args.judge_items:
+        items += judge_items(train_set, PromptConfig(), args.judge_items, args.seed)
     cfg = PretrainConfig(lr=args.lr, batch=args.batch, max_steps=args.max_steps, eval_every=args.eval_every,
                          seed=args.seed, workers=args.workers)
 
@@ -173,7 +183,7 @@ def main(argv: list[str] | None = None) -> Path:
     info = {"command": "python -m train.geosynth_model " + " ".join(argv if argv is not None else sys.argv[1:]),
             "size": args.size, "architecture": architecture(init),
             "parameters": build_info["parameters"], "vocab": build_info["vocab"], "weight_bytes": weight_bytes,
-            "num_train": len(train_set), "num_test": len(test_set), "num_eval": len(test_eval), "seed": args.seed,
+            "num_train": len(train_set), "judge_items": args.judge_items, "num_test": len(test_set), "num_eval": len(test_eval), "seed": args.seed,
             "lr": args.lr, "batch": args.batch, "difficulty": args.difficulty, "kept_step": kept["step"],
             "test_at_1": kept.get("test_at_1_all", kept["test_at_1"]),
             "device": torch.cuda.get_device_name() if on_gpu else "CPU", "history": history}
