@@ -261,7 +261,8 @@ def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: in
     Each item lists 3 candidates in random order: the gold rationale at least once, and 0-2 copies
     whose last line names another option ("Answer: C" after computing B's value: the value-to-letter
     binding error the small model makes most, docs/results.md). Two such copies name the same wrong
-    letter half of the time, so the wrong answer can hold the majority. Target: the gold answer.
+    letter half of the time, so the wrong answer can hold the majority. Target: the gold answer;
+    "answers" lists the letters the candidates end with, as listed.
     Multiple-choice problems with a rationale ending in "Answer: <letter>" only."""
     usable = [p for p in problems if p.choices and p.rationale and p.rationale.rstrip().endswith(f"Answer: {p.answer}")]
     if not usable:
@@ -278,9 +279,10 @@ def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: in
         wrong = rng.sample(others, num_wrong)
         if num_wrong == 2 and rng.random() < 0.5:
             wrong = [wrong[0], wrong[0]]
-        candidates = [gold] * (3 - num_wrong) + [gold[:-len(p.answer)] + letter for letter in wrong]
-        rng.shuffle(candidates)
+        letters = [p.answer] * (3 - num_wrong) + wrong
+        rng.shuffle(letters)
+        candidates = [gold[:-len(p.answer)] + letter for letter in letters]
         items.append({"kind": "select", "id": f"judge-{n}-{p.id}", "image": p.image,
                       "prompt": prompts.select_prompt(p, candidates, prompt_cfg),
-                      "response": prompts.answer_target(p)})
+                      "response": prompts.answer_target(p), "answers": letters})
     return items

@@ -91,3 +91,24 @@ def test_sft_benchmark_smoke(tmp_path):
     assert 0 < result["longest_item_tokens"] <= result["cutoff_len"]
     (run,) = result["runs"]
     assert run["steps"] == 2 and run["samples"] == 8 and run["tokens_seen"] > 0 and run["tokens_per_s"] > 0
+
+
+def test_select_judge_probe_smoke(tmp_path):
+    """bench/select_judge_probe.py end to end on CPU with the shipped small model (2 steps): the table's rows
+    by candidate pattern, voting's accuracy per pattern, CoT Test@1 before and after; a rerun resumes."""
+    from bench.select_judge_probe import PATTERNS, main, pattern
+
+    assert [pattern(a, "B") for a in (["B", "B", "B"], ["C", "B", "B"], ["B", "C", "D"], ["C", "B", "C"])] == list(PATTERNS)
+    argv = ["--work", str(tmp_path / "w"), "--train", "16", "--test", "12", "--steps", "2", "--batch", "4",
+            "--eval_every", "2", "--workers", "1", "--cot_questions", "3", "--answer_batch", "12",
+            "--json", str(tmp_path / "probe.json")]
+    result = main(argv)
+    assert json.loads((tmp_path / "probe.json").read_text()) == json.loads(json.dumps(result))
+    rows = {r["pattern"]: r for r in result["rows"]}
+    assert list(rows) == [*PATTERNS, "all"] and rows["all"]["items"] == 12
+    assert sum(rows[p]["items"] for p in PATTERNS) == 12
+    assert rows["3 right"]["majority_vote"] in (0.0, 100.0) and rows["1 right, wrong majority"]["majority_vote"] == 0.0
+    assert result["steps"] == 2 and set(result["cot_test_at_1"]) == {"base", "tuned"}
+    for r in result["rows"]:
+        assert 0 <= r["base"] <= 100 and 0 <= r["tuned"] <= 100
+    assert main(argv)["rows"] == result["rows"]  # a rerun reuses the saves and the answers

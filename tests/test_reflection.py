@@ -294,6 +294,7 @@ def test_judge_items_list_the_gold_rationale_and_letter_swapped_copies():
         assert it["kind"] == "select" and it["response"] == "Answer: B"
         listed = [line for line in it["prompt"].splitlines() if line.startswith("Answer: ")]
         assert len(listed) == 3 and listed.count("Answer: B") >= 1
+        assert listed == [f"Answer: {x}" for x in it["answers"]]  # the letters as listed, for bench.select_judge_probe
         wrong = [line for line in listed if line != "Answer: B"]
         wrong_counts.add(len(wrong))
         majority_wrong += len(wrong) == 2 and wrong[0] == wrong[1]

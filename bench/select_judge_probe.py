@@ -1,0 +1,145 @@
+"""Probe: can a model learn self-select's check when it is supervised directly?
+
+Self-select beats majority voting only where the model can tell a right candidate from a wrong one.
+The small GeoSynth model's commonest error is binding: it computes the right value, then names
+another option (docs/results.md). Judge items (data_gen.reflection.judge_items) isolate that check:
+three candidates, each the gold rationale or a copy of it whose last line names another option; the
+target is the gold answer. Voting gets a set right only when the gold letter holds the majority; a
+model that reads each candidate's computed value and finds its option gets every set right.
+
+The probe fine-tunes a model folder on judge items from GeoSynth train problems (train/pretrain.py,
+loss on the answer), then answers judge items from test problems greedily, before and after, and
+reports accuracy by candidate pattern beside voting's. It also measures greedy zero-shot CoT Test@1
+before and after (does learning to judge cost solving?).
+
+    python -m bench.select_judge_probe --model models/geosynth-small --steps 1500 --lr 3e-4   # one GPU
+    python -m bench.select_judge_probe --work /tmp/p --train 16 --test 12 --steps 2 --batch 4 --eval_every 2 \\
+        --workers 1 --cot_questions 3                                                       # CPU smoke run
+
+Not part of R3V: a diagnostic. Results: docs/results.md ("Session 7").
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from core.config import ModelConfig, PromptConfig, SampleConfig
+from core.io import atomic_write_json
+from core.log import get_logger
+from data_gen import geosynth
+from data_gen.geoqa import load_split
+from data_gen.reflection import judge_items
+from eval.metrics import accuracy, majority_vote
+from infer.sample import Item, sample_items
+from train.geosynth_model import evaluate
+from train.pretrain import PretrainConfig, pretrain, step_dir
+
+log = get_logger("select_judge_probe")
+PATTERNS = ("3 right", "2 right", "1 right, two wrong letters", "1 right, wrong majority")
+
+
+def pattern(answers: list[str], gold: str) -> str:
+    """Which of the four candidate patterns of a judge item this is."""
+    wrong = [a for a in answers if a != gold]
+    if len(wrong) < 2:
+        return PATTERNS[len(wrong)]
+    return PATTERNS[3] if wrong[0] == wrong[1] else PATTERNS[2]
+
+
+def judge(model_dir: Path, items: list[dict], choices: dict[str, list[str]], out: Path, batch: int) -> dict[str, bool]:
+    """Greedy select answer per judge item: id -> correct."""
+    requests = [Item(id=it["id"], image=it["image"], prompt=it["prompt"], seed=0, answer=it["response"].split()[-1],
+                     choices=choices[it["id"]]) for it in items]
+    records = sample_items(requests, out, model_cfg=ModelConfig(base_model=str(model_dir), max_pixels=224 * 224),
+                           sample_cfg=SampleConfig(max_new_tokens=8, batch_size=batch), checkpoint=None, greedy=True)
+    return {r["id"]: bool(r["correct"][0]) for r in records}
+
+
+def table(items: list[dict], results: dict[str, dict[str, bool]]) -> list[dict]:
+    """Accuracy (%) per candidate pattern, for voting and for each model, plus a row for all items."""
+    groups = defaultdict(list)
+    for it in items:
+        gold = it["response"].split()[-1]
+        groups[pattern(it["answers"], gold)].append(it)
+    rows = []
+    for name in [*PATTERNS, "all"]:
+        group = items if name == "all" else groups.get(name, [])
+        row = {"pattern": name, "items": len(group),
+               "majority_vote": accuracy([majority_vote(it["answers"]) == it["response"].split()[-1] for it in group])}
+        for model, correct in results.items():
+            row[model] = accuracy([correct[it["id"]] for it in group])
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="models/geosynth-small", help="model folder to fine-tune")
+    parser.add_argument("--work", default="outputs/select_judge_probe", help="data, saves and answers")
+    parser.add_argument("--train", type=int, default=6000, help="GeoSynth train problems = judge items trained on")
+    parser.add_argument("--test", type=int, default=1000, help="GeoSynth test problems = judge items answered")
+    parser.add_argument("--data_seed", type=int, default=11, help="GeoSynth seed of the probe's data")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--eval_every", type=int, default=250, help="steps between saves (a killed run resumes)")
+    parser.add_argument("--max_minutes", type=float, default=0.0, help="stop at the first save after this much training")
+    parser.add_argument("--workers", type=int, default=4, help="processes that encode the items")
+    parser.add_argument("--cot_questions", type=int, default=300, help="test questions for CoT Test@1 (0 = skip)")
+    parser.add_argument("--answer_batch", type=int, default=64)
+    parser.add_argument("--json", default=None, help="also write the result here")
+    args = parser.parse_args(argv)
+
+    work, model = Path(args.work), Path(args.model)
+    data = work / "data"
+    if not (data / "meta.json").is_file():
+        geosynth.generate(data, args.train, args.test, seed=args.data_seed)
+    train, test = load_split(data, "train"), load_split(data, "test")
+    train_items = judge_items(train, PromptConfig(), args.train, seed=1)
+    test_items = judge_items(test, PromptConfig(), args.test, seed=2)
+    by_id = {p.id: list(p.choices) for p in test}
+    choices = {it["id"]: by_id[it["id"].split("-", 2)[2]] for it in test_items}
+
+    cfg = PretrainConfig(lr=args.lr, batch=args.batch, warmup_steps=10, max_steps=args.steps,
+                         eval_every=args.eval_every, seed=1, workers=args.workers)
+
+    def on_save(step: int, folder: Path, entry: dict) -> bool:
+        log.info("step %d: loss %.4f (%.0f s of training)", step, entry["loss"], entry["seconds"])
+        return args.max_minutes > 0 and entry["seconds"] >= args.max_minutes * 60
+
+    started = time.time()
+    history = pretrain(model, train_items, work / "steps", cfg, on_save)
+    tuned = step_dir(work / "steps", history[-1]["step"])
+    models = {"base": model, "tuned": tuned}
+    results = {name: judge(path, test_items, choices, work / f"judge_{name}.jsonl", args.answer_batch)
+               for name, path in models.items()}
+    cot = {}
+    if args.cot_questions:
+        for name, path in models.items():
+            cot[name] = evaluate(path, test[:args.cot_questions], work / f"cot_{name}.jsonl", args.answer_batch)
+    result = {"model": str(model), "lr": args.lr, "batch": args.batch, "steps": history[-1]["step"],
+              "train_items": len(train_items), "test_items": len(test_items), "data_seed": args.data_seed,
+              "loss": [(h["step"], h["loss"]) for h in history], "seconds": round(time.time() - started, 1),
+              "rows": table(test_items, results), "cot_test_at_1": cot, "cot_questions": args.cot_questions}
+    print(markdown(result), flush=True)
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+    return result
+
+
+def markdown(result: dict) -> str:
+    head = ("| pattern | items | majority vote | base | tuned |\n|---|---|---|---|---|\n")
+    rows = "".join(f"| {r['pattern']} | {r['items']} | {r['majority_vote']:.1f} | {r['base']:.1f} | {r['tuned']:.1f} |\n"
+                   for r in result["rows"])
+    cot = result["cot_test_at_1"]
+    tail = (f"\nCoT Test@1 on {result['cot_questions']} test questions: base {cot['base']:.1f}, tuned {cot['tuned']:.1f}\n"
+            if cot else "")
+    return (f"select judge probe: {result['model']}, {result['steps']} steps of {result['batch']} at lr {result['lr']}, "
+            f"{result['train_items']} train / {result['test_items']} test items\n\n" + head + rows + tail)
+
+
+if __name__ == "__main__":
+    main()
