@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from core.config import ModelConfig, PromptConfig, SampleConfig
-from core.io import atomic_write_json
+from core.io import atomic_write_json, read_json
 from core.log import get_logger
 from data_gen import geosynth
 from data_gen.geoqa import load_split
@@ -75,6 +75,20 @@ def table(items: list[dict], results: dict[str, dict[str, bool]]) -> list[dict]:
     return rows
 
 
+def check_work(work: Path, settings: dict) -> None:
+    """A --work folder holds one probe's data and saves: refuse other settings (a rerun resumes)."""
+    path = work / "probe_settings.json"
+    if path.is_file():
+        held = read_json(path)
+        if held != settings:
+            diff = ", ".join(f"{k}: {held.get(k)!r} there, {v!r} now" for k, v in settings.items() if held.get(k) != v)
+            raise SystemExit(f"{path} was written by a probe with other settings ({diff}): pass another --work "
+                             "or the same settings")
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, settings)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/geosynth-small", help="model folder to fine-tune")
@@ -94,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     work, model = Path(args.work), Path(args.model)
+    check_work(work, {"model": str(model), "train": args.train, "test": args.test, "data_seed": args.data_seed,
+                      "lr": args.lr, "batch": args.batch})
     data = work / "data"
     if not (data / "meta.json").is_file():
         geosynth.generate(data, args.train, args.test, seed=args.data_seed)
@@ -112,14 +128,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = time.time()
     history = pretrain(model, train_items, work / "steps", cfg, on_save)
-    tuned = step_dir(work / "steps", history[-1]["step"])
-    models = {"base": model, "tuned": tuned}
-    results = {name: judge(path, test_items, choices, work / f"judge_{name}.jsonl", args.answer_batch)
-               for name, path in models.items()}
+    step = history[-1]["step"]
+    models = {"base": (model, "base"), "tuned": (step_dir(work / "steps", step), f"step{step}")}
+    # answers are kept per model (a longer rerun of the same --work answers with its newer save)
+    results = {name: judge(path, test_items, choices, work / f"judge_{tag}.jsonl", args.answer_batch)
+               for name, (path, tag) in models.items()}
     cot = {}
     if args.cot_questions:
-        for name, path in models.items():
-            cot[name] = evaluate(path, test[:args.cot_questions], work / f"cot_{name}.jsonl", args.answer_batch)
+        for name, (path, tag) in models.items():
+            cot[name] = evaluate(path, test[:args.cot_questions], work / f"cot{args.cot_questions}_{tag}.jsonl",
+                                 args.answer_batch)
     result = {"model": str(model), "lr": args.lr, "batch": args.batch, "steps": history[-1]["step"],
               "train_items": len(train_items), "test_items": len(test_items), "data_seed": args.data_seed,
               "loss": [(h["step"], h["loss"]) for h in history], "seconds": round(time.time() - started, 1),

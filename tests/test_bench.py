@@ -6,6 +6,8 @@ and that the forced length holds, i.e. the tokens read back from the outputs are
 
 import json
 
+import pytest
+
 from bench.sampler import floor, main, peak_bandwidth
 
 
@@ -112,3 +114,5 @@ def test_select_judge_probe_smoke(tmp_path):
     for r in result["rows"]:
         assert 0 <= r["base"] <= 100 and 0 <= r["tuned"] <= 100
     assert main(argv)["rows"] == result["rows"]  # a rerun reuses the saves and the answers
+    with pytest.raises(SystemExit, match=r"probe_settings.json was written by a probe with other settings \(lr"):
+        main([*argv, "--lr", "1e-3"])
