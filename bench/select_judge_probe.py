@@ -4,8 +4,8 @@ Self-select beats majority voting only where the model can tell a right candidat
 The small GeoSynth model's commonest error is binding: it computes the right value, then names
 another option (docs/results.md). Judge items (data_gen.reflection.judge_items) isolate that check:
 three candidates, each the gold rationale or a copy of it whose last line names another option; the
-target is the gold answer. Voting gets a set right only when the gold letter holds the majority; a
-model that reads each candidate's computed value and finds its option gets every set right.
+target is the gold answer. Voting gets a set right only when the gold letter holds the majority (or,
+in a three-way tie, is listed first); a model that reads each candidate's computed value and finds its option gets every set right.
 
 The probe fine-tunes a model folder on judge items from GeoSynth train problems (train/pretrain.py,
 loss on the answer), then answers judge items from test problems greedily, before and after, and
@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = time.time()
     history = pretrain(model, train_items, work / "steps", cfg, on_save)
-    step = history[-1]["step"]
+    # the save at --steps (a rerun with fewer --steps than the folder holds evaluates that save, if kept)
+    step = max((h["step"] for h in history if h["step"] <= args.steps and step_dir(work / "steps", h["step"]).is_dir()),
+               default=history[-1]["step"])
+    if step != args.steps:
+        log.warning("evaluating the save of step %d (--steps %d has no save in %s)", step, args.steps, work / "steps")
     models = {"base": (model, "base"), "tuned": (step_dir(work / "steps", step), f"step{step}")}
     # answers are kept per model (a longer rerun of the same --work answers with its newer save)
     results = {name: judge(path, test_items, choices, work / f"judge_{tag}.jsonl", args.answer_batch)
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, (path, tag) in models.items():
             cot[name] = evaluate(path, test[:args.cot_questions], work / f"cot{args.cot_questions}_{tag}.jsonl",
                                  args.answer_batch)
-    result = {"model": str(model), "lr": args.lr, "batch": args.batch, "steps": history[-1]["step"],
+    result = {"model": str(model), "lr": args.lr, "batch": args.batch, "steps": step,
               "train_items": len(train_items), "test_items": len(test_items), "data_seed": args.data_seed,
               "loss": [(h["step"], h["loss"]) for h in history], "seconds": round(time.time() - started, 1),
               "rows": table(test_items, results), "cot_test_at_1": cot, "cot_questions": args.cot_questions}

@@ -275,7 +275,7 @@ def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: in
         p = order[n % len(order)]
         gold = p.rationale.rstrip()
         others = [c for c in LETTERS[:len(p.choices)] if c != p.answer]
-        num_wrong = rng.randrange(3)
+        num_wrong = rng.randrange(min(3, len(others) + 1))  # two-option problems: at most one wrong letter
         wrong = rng.sample(others, num_wrong)
         if num_wrong == 2 and rng.random() < 0.5:
             wrong = [wrong[0], wrong[0]]

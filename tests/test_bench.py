@@ -102,7 +102,7 @@ def test_select_judge_probe_smoke(tmp_path):
 
     assert [pattern(a, "B") for a in (["B", "B", "B"], ["C", "B", "B"], ["B", "C", "D"], ["C", "B", "C"])] == list(PATTERNS)
     argv = ["--work", str(tmp_path / "w"), "--train", "16", "--test", "12", "--steps", "2", "--batch", "4",
-            "--eval_every", "2", "--workers", "1", "--cot_questions", "3", "--answer_batch", "12",
+            "--eval_every", "1", "--workers", "1", "--cot_questions", "3", "--answer_batch", "12",
             "--json", str(tmp_path / "probe.json")]
     result = main(argv)
     assert json.loads((tmp_path / "probe.json").read_text()) == json.loads(json.dumps(result))
@@ -114,5 +114,6 @@ def test_select_judge_probe_smoke(tmp_path):
     for r in result["rows"]:
         assert 0 <= r["base"] <= 100 and 0 <= r["tuned"] <= 100
     assert main(argv)["rows"] == result["rows"]  # a rerun reuses the saves and the answers
+    assert main([*argv, "--steps", "1"])["steps"] == 1  # fewer --steps than the folder holds: that save, not the newest
     with pytest.raises(SystemExit, match=r"probe_settings.json was written by a probe with other settings \(lr"):
         main([*argv, "--lr", "1e-3"])

@@ -300,5 +300,7 @@ def test_judge_items_list_the_gold_rationale_and_letter_swapped_copies():
         majority_wrong += len(wrong) == 2 and wrong[0] == wrong[1]
         assert it["prompt"].count("x = 20° + 20° = 40°.") == 3
     assert wrong_counts == {0, 1, 2} and majority_wrong > 0
+    two = judge_items([Problem("t", "/i.png", "y?", ("yes", "no"), "A", rationale="so yes\nAnswer: A")], PromptConfig(), 12, 0)
+    assert all(it["answers"].count("A") >= 1 and set(it["answers"]) <= {"A", "B"} for it in two)  # two options: one wrong letter at most
     with pytest.raises(ValueError, match="judge items need"):
         judge_items([Problem("f", "/i.png", "n?", None, "7", rationale="7\nAnswer: 7")], PromptConfig(), 2, 0)
