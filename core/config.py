@@ -149,6 +149,11 @@ class MixConfig:
                             "in every case.")
     select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
                            "natural select sets.")
+    swap_select: int = _f(0, "Also add up to this many self-select sets per question made from one of its "
+                          "own correct rationales (one whose computed value is its option's) and copies of it "
+                          "whose last letter names another option (not in R3V: such sets can only be judged by "
+                          "reading the value and finding its option, the check this model's select answers "
+                          "miss; docs/results.md). 0 = none.")
     select_sets: str = _f("fixed", "How self-select candidate sets are drawn: fixed = 2 pos + 1 neg and "
                           "1 pos + 2 neg (R3V; mixed N: 1..N-1 positives); natural = N (3, or 2..max_select_n "
                           "with select_mixed_n) of the question's usable samples from the whole pool drawn "

@@ -8,7 +8,8 @@
              1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model;
              mix.select_target=pointer: "Prediction k is correct.\nAnswer: B";
              mix.select_target=check: "Prediction 1: computed B, answered C.\n...\nAnswer: B";
-             mix.select_sets=natural: N samples at random, repeats kept, as at test time)
+             mix.select_sets=natural: N samples at random, repeats kept, as at test time;
+             mix.swap_select: sets of one own positive and copies naming another option)
 
 The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
 iteration index (the reference ordered files by modification time, REFERENCE.md §7.13). A
@@ -180,6 +181,28 @@ def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.R
     return items
 
 
+def swap_select_items(problem: Problem, pos: list[Candidate], rng: random.Random, cfg: MixConfig,
+                      prompt_cfg: PromptConfig) -> list[dict]:
+    """mix.swap_select (not in R3V): select sets made from the question's own correct rationales.
+
+    Each set is one positive that ends in "Answer: <its letter>" and whose computed value is the value
+    of that option (eval.answers.derived_value_matches, whatever mix.value_check says), listed with
+    copies of it whose last letter names another option (letter_swap_set). The copies share the
+    positive's reasoning, so the set can only be judged by reading the value and finding its option:
+    the check this model's select answers miss (docs/results.md). Up to mix.swap_select sets per
+    question, cycling over the usable positives, newest first; labelled like the other select items.
+    """
+    sources = [c for c in pos if c.text.rstrip().endswith(f"Answer: {problem.answer}")
+               and problem.choices and derived_value_matches(c.text, problem.answer, problem.choices) is True]
+    items = []
+    for j in range(cfg.swap_select if sources else 0):
+        src = sources[j % len(sources)]
+        chosen = [Candidate(text, letter == problem.answer, src.iteration)
+                  for text, letter in letter_swap_set(src.text.rstrip(), problem.answer, len(problem.choices), rng)]
+        items.append(select_item(problem, chosen, rng, f"select-{problem.id}-swap{j + 1}", cfg, prompt_cfg))
+    return items
+
+
 def check_mix_config(cfg: MixConfig) -> None:
     """Refuse mix options that cannot build a mix (run.py calls this before any sampling)."""
     if cfg.include_select and (cfg.select_mixed_n or cfg.select_sets == "natural") and cfg.select_per_n < 1:
@@ -191,6 +214,8 @@ def check_mix_config(cfg: MixConfig) -> None:
         raise ConfigError(f"mix.select_sets={cfg.select_sets!r}: use one of {', '.join(SELECT_SETS)}.")
     if cfg.select_target not in SELECT_TARGETS:
         raise ConfigError(f"mix.select_target={cfg.select_target!r}: use one of {', '.join(SELECT_TARGETS)}.")
+    if cfg.swap_select < 0:
+        raise ConfigError(f"mix.swap_select={cfg.swap_select}: use 0 (none) or more.")
     if cfg.include_cot and cfg.cot_per_question < 1:
         raise ConfigError(f"mix.cot_per_question={cfg.cot_per_question}: use 1 or more "
                           f"(mix.include_cot=false leaves the rationales out).")
@@ -229,6 +254,8 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
         elif cfg.include_select:
             items += (mixed_select_items(p, pos, neg, rng, cfg, prompt_cfg) if cfg.select_mixed_n
                       else fixed_select_items(p, pos, neg, rng, cfg, prompt_cfg))
+        if cfg.include_select and cfg.swap_select:
+            items += swap_select_items(p, pos, rng, cfg, prompt_cfg)
     random.Random(f"{seed}-mix-{iteration}").shuffle(items)
     kinds = Counter(it["kind"] for it in items)
     stats = {"iteration": iteration, "total": len(items),
@@ -254,6 +281,19 @@ def warmup_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: i
 LETTERS = "ABCDEFGH"
 
 
+def letter_swap_set(text: str, answer: str, num_options: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Three candidates from a rationale that ends in its answer letter, as (text, letter), unshuffled:
+    the rationale at least once, the others copies whose last letter names another option (0-2 of
+    them, two naming the same wrong letter half of the time, so a wrong answer can hold the majority)."""
+    others = [c for c in LETTERS[:num_options] if c != answer]
+    num_wrong = rng.randrange(min(3, len(others) + 1))  # two-option problems: at most one wrong letter
+    wrong = rng.sample(others, num_wrong)
+    if num_wrong == 2 and rng.random() < 0.5:
+        wrong = [wrong[0], wrong[0]]
+    stem = text[:-len(answer)]
+    return [(stem + letter, letter) for letter in [answer] * (3 - num_wrong) + wrong]
+
+
 def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: int, seed: int) -> list[dict]:
     """Self-select items from gold rationales, for a from-scratch model's pretraining (not part of R3V:
     train.geosynth_model --judge_items; the paper's 7B model brings this judgement from its own).
@@ -274,14 +314,9 @@ def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: in
     for n in range(num_items):
         p = order[n % len(order)]
         gold = p.rationale.rstrip()
-        others = [c for c in LETTERS[:len(p.choices)] if c != p.answer]
-        num_wrong = rng.randrange(min(3, len(others) + 1))  # two-option problems: at most one wrong letter
-        wrong = rng.sample(others, num_wrong)
-        if num_wrong == 2 and rng.random() < 0.5:
-            wrong = [wrong[0], wrong[0]]
-        letters = [p.answer] * (3 - num_wrong) + wrong
-        rng.shuffle(letters)
-        candidates = [gold[:-len(p.answer)] + letter for letter in letters]
+        pairs = letter_swap_set(gold, p.answer, len(p.choices), rng)
+        rng.shuffle(pairs)
+        candidates, letters = [t for t, _ in pairs], [x for _, x in pairs]
         items.append({"kind": "select", "id": f"judge-{n}-{p.id}", "image": p.image,
                       "prompt": prompts.select_prompt(p, candidates, prompt_cfg),
                       "response": prompts.answer_target(p), "answers": letters})

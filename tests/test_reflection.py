@@ -304,3 +304,35 @@ def test_judge_items_list_the_gold_rationale_and_letter_swapped_copies():
     assert all(it["answers"].count("A") >= 1 and set(it["answers"]) <= {"A", "B"} for it in two)  # two options: one wrong letter at most
     with pytest.raises(ValueError, match="judge items need"):
         judge_items([Problem("f", "/i.png", "n?", None, "7", rationale="7\nAnswer: 7")], PromptConfig(), 2, 0)
+
+
+def test_swap_select_sets_come_from_own_positives_with_letter_swapped_copies():
+    """mix.swap_select (not in R3V): sets of one own positive (ending in its letter, value checked) and
+    copies naming another option; the default (0) leaves the mix as it was; labelled like select items."""
+    probs = [problem(i) for i in range(20)]
+    lucky = (f"[l] x = 30{LONG}.\nAnswer: B", "B", True, False)       # right letter, another option's value
+    pool = [(0, [rec(f"p{i}", [pos("a"), neg("c"), lucky]) for i in range(20)]),
+            (1, [rec("p0", [neg("d")])])]
+    base_cfg = dict(include_qa=False, select_sets="natural", select_per_n=1)
+    plain, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg), PCFG)
+    items, stats = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3), PCFG)
+    swaps = [it for it in items if "-swap" in it["id"]]
+    rest = {it["id"]: it for it in items if it not in swaps}
+    assert rest == {it["id"]: it for it in plain}                          # the other items unchanged
+    assert len(swaps) == 3 * 20 and stats["kinds"]["select"] == len(swaps) + sum(it["kind"] == "select" for it in plain)
+    patterns = Counter()
+    for it in swaps:
+        assert it["kind"] == "select" and it["response"] == "Answer: B" and it["num_candidates"] == 3
+        cands = re.findall(r"Model's Prediction \d: (.*?)(?=\nModel's Prediction|\nWhich)", it["prompt"], re.S)
+        assert {c[:-1] for c in cands} == {f"[a] x = 20{LONG}. Answer: "}        # only the value-checked positive
+        letters = [c[-1] for c in cands]
+        assert "B" in letters
+        wrong = [x for x in letters if x != "B"]
+        patterns["wrong majority" if len(wrong) == 2 and wrong[0] == wrong[1] else f"{len(wrong)} wrong"] += 1
+    assert len(patterns) >= 3 and patterns["wrong majority"] > 0
+    again, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3), PCFG)
+    assert again == items
+    none, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3, include_select=False), PCFG)
+    assert not any(it["kind"] == "select" for it in none)                 # the no-select ablation drops them too
+    with pytest.raises(ConfigError, match="swap_select=-1"):
+        build_mix(probs, pool, 1, 0, MixConfig(swap_select=-1), PCFG)
