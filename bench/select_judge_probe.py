@@ -34,7 +34,7 @@ from data_gen.geoqa import load_split
 from data_gen.reflection import judge_items
 from eval.metrics import accuracy, majority_vote
 from infer.sample import Item, sample_items
-from train.geosynth_model import evaluate
+from train.geosynth_model import evaluate, save_bf16
 from train.pretrain import PretrainConfig, pretrain, step_dir
 
 log = get_logger("select_judge_probe")
@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cot_questions", type=int, default=300, help="test questions for CoT Test@1 (0 = skip)")
     parser.add_argument("--answer_batch", type=int, default=64)
     parser.add_argument("--json", default=None, help="also write the result here")
+    parser.add_argument("--save", default=None, help="also save the tuned model here in bf16 (~16 MB for the small "
+                                                     "model: small enough to bring back from a GPU machine)")
     args = parser.parse_args(argv)
 
     work, model = Path(args.work), Path(args.model)
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
               "train_items": len(train_items), "test_items": len(test_items), "data_seed": args.data_seed,
               "loss": [(h["step"], h["loss"]) for h in history], "seconds": round(time.time() - started, 1),
               "rows": table(test_items, results), "cot_test_at_1": cot, "cot_questions": args.cot_questions}
+    if args.save:
+        result["saved"] = {"path": args.save, "weight_bytes": save_bf16(models["tuned"][0], Path(args.save))}
+        atomic_write_json(Path(args.save) / "select_judge_probe.json", result)
     print(markdown(result), flush=True)
     if args.json:
         atomic_write_json(Path(args.json), result)

@@ -114,6 +114,9 @@ def test_select_judge_probe_smoke(tmp_path):
     for r in result["rows"]:
         assert 0 <= r["base"] <= 100 and 0 <= r["tuned"] <= 100
     assert main(argv)["rows"] == result["rows"]  # a rerun reuses the saves and the answers
-    assert main([*argv, "--steps", "1"])["steps"] == 1  # fewer --steps than the folder holds: that save, not the newest
+    one = main([*argv, "--steps", "1", "--save", str(tmp_path / "saved")])
+    assert one["steps"] == 1  # fewer --steps than the folder holds: that save, not the newest
+    assert json.loads((tmp_path / "saved" / "select_judge_probe.json").read_text())["steps"] == 1
+    assert 0 < one["saved"]["weight_bytes"] < 17e6 and (tmp_path / "saved" / "tokenizer.json").is_file()  # bf16
     with pytest.raises(SystemExit, match=r"probe_settings.json was written by a probe with other settings \(lr"):
         main([*argv, "--lr", "1e-3"])
