@@ -34,7 +34,8 @@ from data_gen.geoqa import load_split
 from data_gen.reflection import judge_items
 from eval.metrics import accuracy, majority_vote
 from infer.sample import Item, sample_items
-from train.geosynth_model import evaluate, save_bf16
+from data_gen import prompts
+from train.geosynth_model import evaluate, greedy_cot, save_bf16
 from train.pretrain import PretrainConfig, pretrain, step_dir
 
 log = get_logger("select_judge_probe")
@@ -104,6 +105,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=4, help="processes that encode the items")
     parser.add_argument("--cot_questions", type=int, default=300, help="test questions for CoT Test@1 (0 = skip)")
     parser.add_argument("--answer_batch", type=int, default=64)
+    parser.add_argument("--self_cot", type=int, default=0,
+                        help="also train on the model's own greedy CoT answers to this many train problems, right or "
+                             "wrong (self-distillation), so that judge training keeps its solving as it was; "
+                             "judge items alone wreck it (docs/results.md)")
     parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--save", default=None, help="also save the tuned model here in bf16 (~16 MB for the small "
                                                      "model: small enough to bring back from a GPU machine)")
@@ -111,13 +116,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     work, model = Path(args.work), Path(args.model)
     check_work(work, {"model": str(model), "train": args.train, "test": args.test, "data_seed": args.data_seed,
-                      "lr": args.lr, "batch": args.batch})
+                      "lr": args.lr, "batch": args.batch, "self_cot": args.self_cot})
     data = work / "data"
     if not (data / "meta.json").is_file():
         geosynth.generate(data, args.train, args.test, seed=args.data_seed)
     train, test = load_split(data, "train"), load_split(data, "test")
     train_items = judge_items(train, PromptConfig(), args.train, seed=1)
     test_items = judge_items(test, PromptConfig(), args.test, seed=2)
+    if args.self_cot:  # the model's own answers as CoT targets, whatever their correctness
+        own = greedy_cot(model, train[:args.self_cot], work / f"self_cot{args.self_cot}.jsonl", args.answer_batch)
+        by_train = {p.id: p for p in train}
+        train_items += [{"kind": "cot", "id": f"self-cot-{r['id']}", "image": by_train[r["id"]].image,
+                         "prompt": prompts.cot_prompt(by_train[r["id"]], PromptConfig()), "response": r["predictions"][0]}
+                        for r in own if not r["truncated"][0] and r["predictions"][0].strip()]
     by_id = {p.id: list(p.choices) for p in test}
     choices = {it["id"]: by_id[it["id"].split("-", 2)[2]] for it in test_items}
 
@@ -145,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
             cot[name] = evaluate(path, test[:args.cot_questions], work / f"cot{args.cot_questions}_{tag}.jsonl",
                                  args.answer_batch)
     result = {"model": str(model), "lr": args.lr, "batch": args.batch, "steps": step,
-              "train_items": len(train_items), "test_items": len(test_items), "data_seed": args.data_seed,
+              "train_items": len(train_items), "self_cot": args.self_cot, "test_items": len(test_items), "data_seed": args.data_seed,
               "loss": [(h["step"], h["loss"]) for h in history], "seconds": round(time.time() - started, 1),
               "rows": table(test_items, results), "cot_test_at_1": cot, "cot_questions": args.cot_questions}
     if args.save:

@@ -120,3 +120,6 @@ def test_select_judge_probe_smoke(tmp_path):
     assert 0 < one["saved"]["weight_bytes"] < 17e6 and (tmp_path / "saved" / "tokenizer.json").is_file()  # bf16
     with pytest.raises(SystemExit, match=r"probe_settings.json was written by a probe with other settings \(lr"):
         main([*argv, "--lr", "1e-3"])
+    # --self_cot: the model's own greedy CoT answers join the judge items (self-distillation keeps its solving)
+    own = main([*argv[:1], str(tmp_path / "own"), *argv[2:], "--self_cot", "4"])
+    assert own["self_cot"] == 4 and 16 < own["train_items"] <= 16 + 4

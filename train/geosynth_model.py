@@ -48,13 +48,17 @@ def corpus_text(problems) -> str:
     return "\n".join(lines) + "\n"
 
 
+def greedy_cot(model_dir: Path, problems, out: Path, batch_size: int) -> list[dict]:
+    """Greedy zero-shot CoT records of a full model folder on the given problems (resumable in out)."""
+    mcfg = ModelConfig(base_model=str(model_dir), max_pixels=224 * 224)
+    return sample_items(cot_items(problems, PromptConfig(), 0, "geosynth-model"), out, model_cfg=mcfg,
+                        sample_cfg=SampleConfig(max_new_tokens=256, batch_size=batch_size),
+                        checkpoint=None, greedy=True)
+
+
 def evaluate(model_dir: Path, problems, out: Path, batch_size: int) -> float:
     """Greedy zero-shot CoT accuracy (%) of a full model folder on the given problems."""
-    mcfg = ModelConfig(base_model=str(model_dir), max_pixels=224 * 224)
-    records = sample_items(cot_items(problems, PromptConfig(), 0, "geosynth-model"), out, model_cfg=mcfg,
-                           sample_cfg=SampleConfig(max_new_tokens=256, batch_size=batch_size),
-                           checkpoint=None, greedy=True)
-    return accuracy([r["correct"][0] for r in records])
+    return accuracy([r["correct"][0] for r in greedy_cot(model_dir, problems, out, batch_size)])
 
 
 def save_bf16(src: Path, dst: Path) -> int:
