@@ -247,7 +247,7 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     run = Run(cfg, run_dir, load_problems(cfg.data, "train", run_dir, cfg.seed),
               load_problems(cfg.data, "test", run_dir, cfg.seed), load_problems(cfg.data, "val", run_dir, cfg.seed))
     log.info("data: %d train / %d test problems%s", len(run.train), len(run.test),
-             f" / {len(run.val)} validation problems (held out of train)" if run.val else "")
+             f" / {len(run.val)} validation problems (held out of train, with their repeats)" if run.val else "")
     if cfg.warmup.enabled:
         run_warmup(run)
     all_metrics = []

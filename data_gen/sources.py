@@ -37,9 +37,9 @@ def data_folder(cfg: DataConfig, run_dir: Path, seed: int) -> Path:
 
 def load_problems(cfg: DataConfig, split: str, run_dir: Path, seed: int) -> list[Problem]:
     """train, val or test. val (data.val_questions > 0) is drawn from the whole train file, the same
-    draw whatever the run seed and train_limit (a larger val_questions extends a smaller one's draw);
-    train is the rest, then cut to train_limit. Both keep the file's order. Without val_questions,
-    val is empty."""
+    draw whatever the run seed and train_limit (a larger val_questions extends a smaller one's draw),
+    by problem (validation_indices): train is the rest less the repeats of validation problems, then
+    cut to train_limit. Both keep the file's order. Without val_questions, val is empty."""
     folder = data_folder(cfg, run_dir, seed)
     loader = generic.load_split if cfg.dataset == "generic" else geoqa.load_split
     if split == "test":
@@ -51,19 +51,44 @@ def load_problems(cfg: DataConfig, split: str, run_dir: Path, seed: int) -> list
     if cfg.val_questions == 0:
         return [] if split == "val" else loader(folder, "train", skip_bad=cfg.skip_bad, limit=cfg.train_limit)
     train = loader(folder, "train", skip_bad=cfg.skip_bad)
-    held = validation_indices(len(train), cfg.val_questions, folder)
+    held, dropped = validation_indices(train, cfg.val_questions, folder)
     if split == "val":
         return [p for i, p in enumerate(train) if i in held]
-    rest = [p for i, p in enumerate(train) if i not in held]
+    rest = [p for i, p in enumerate(train) if i not in held and i not in dropped]
     return rest[:cfg.train_limit] if cfg.train_limit > 0 else rest
 
 
-def validation_indices(num_train: int, num_val: int, folder: Path) -> set[int]:
-    """The train-file positions held out as validation: the first num_val of a fixed shuffle of the
-    file's positions (keyed by its size only)."""
+def problem_signature(problem: Problem) -> tuple[str, str]:
+    """What a problem reads and answers: its question text (whitespace and case folded) and its gold
+    answer text. Two train items with the same signature are the same problem for validation (GeoSynth
+    repeats a problem's numbers with other distractors, letters and figure turns; datasets repeat items)."""
+    return " ".join(problem.question.split()).lower(), " ".join(problem.answer_text.split()).lower()
+
+
+def validation_indices(train: list[Problem], num_val: int, folder: Path) -> tuple[set[int], set[int]]:
+    """(held, dropped): the train-file positions held out as validation, and those left out of train
+    because they repeat a held-out problem. Problems with one signature form a group; the groups, in a
+    fixed shuffle keyed by the file's size, are laid end to end and the first num_val positions are held
+    out, so a larger num_val extends a smaller one's draw. The rest of a group cut at num_val is dropped,
+    so no validation problem is also trained on."""
+    num_train = len(train)
     if num_val >= num_train:
         raise DataError(f"data.val_questions={num_val} would hold out all {num_train} train problems of "
                         f"{folder}; use fewer (or more train problems).")
-    order = list(range(num_train))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, problem in enumerate(train):
+        groups.setdefault(problem_signature(problem), []).append(i)
+    order = list(groups.values())
     random.Random(f"validation/{num_train}").shuffle(order)
-    return set(order[:num_val])
+    held: set[int] = set()
+    dropped: set[int] = set()
+    for group in order:
+        if len(held) >= num_val:
+            break
+        take = min(len(group), num_val - len(held))
+        held.update(group[:take])
+        dropped.update(group[take:])
+    if len(held) + len(dropped) >= num_train:
+        raise DataError(f"data.val_questions={num_val} leaves no train problem in {folder} once the "
+                        f"problems repeating a validation problem are set aside; use fewer.")
+    return held, dropped

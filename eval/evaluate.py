@@ -25,7 +25,7 @@ from pathlib import Path
 from core.io import read_jsonl
 from data_gen import prompts
 from eval.answers import derived_option, derived_value_matches, extract_answer
-from eval.metrics import accuracy, majority_vote, mv_at_n, pass_at_n_score
+from eval.metrics import accuracy, majority_vote, mv_at_n, pass_at_n_score, sign_test_p
 from data_gen.problem import Problem
 
 
@@ -64,14 +64,23 @@ def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
     candidates were right then (their own `correct` flags). departs: the candidates' answers have
     one most frequent answer (no tie) and the select answer is another; then how often the select
     answer was right and how often that majority was (does judging beat the vote where they differ?).
+    only_right: questions where the select answer is right and the vote over the same candidates
+    (majority_vote: ties to the first, as MV@K) is wrong, and the reverse; their sign-test p says
+    whether SS@K and MV@K differ by more than chance on these questions (repeats of one problem in the
+    test split count as separate questions, so it is a lower bound on p for GeoSynth).
     """
     if not selects:
         return {}
     by_id = {r["id"]: r for r in samples}
     outside = unanimous = overrides = overrides_right = departs = departs_right = departs_majority_right = 0
+    select_only = vote_only = 0
     for r in selects:
         sample, pick = by_id[r["id"]], r["answers"][0]
         cands = sample["answers"]
+        vote = majority_vote(cands)
+        vote_right = vote is not None and bool(sample["correct"][cands.index(vote)])
+        select_only += bool(r["correct"][0]) and not vote_right
+        vote_only += vote_right and not r["correct"][0]
         outside += pick is not None and pick not in cands
         if None not in cands and len(set(cands)) == 1:
             unanimous += 1
@@ -87,7 +96,9 @@ def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
             "select_unanimous": unanimous, "select_overrides_unanimous": overrides,
             "select_overrides_right_unanimous": overrides_right,
             "select_departs_majority": departs, "select_departs_majority_right": departs_right,
-            "select_departs_majority_vote_right": departs_majority_right, **pointer_diagnostics(by_id, selects)}
+            "select_departs_majority_vote_right": departs_majority_right,
+            "select_only_right": select_only, "vote_only_right": vote_only,
+            "select_vs_vote_p": sign_test_p(select_only, vote_only), **pointer_diagnostics(by_id, selects)}
 
 
 def strict_majority(answers: list[str | None]) -> str | None:

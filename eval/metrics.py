@@ -6,6 +6,7 @@
     draw_subsets(M, n, num_subsets, seed)  the n-subsets of M sample indices a curve point averages
     subset_estimate(M, n, score_fn, ...)   mean and std of a score over those subsets
     mv_at_n(...), pass_at_n_score(...)     MV@N and pass@N built on subset_estimate
+    sign_test_p(wins, losses)              two-sided exact sign test of a paired comparison
 
 The MV@N / SS@N / pass@N curves of `self_select_scaling.py` (DESIGN.md §1) sample the test set
 M times and, for each N, average over subsets of N of the M samples. A subset is a choice of sample
@@ -44,6 +45,17 @@ def majority_vote(answers: Sequence[str | None]) -> str | None:
         return None
     best = max(counts.values())
     return next(a for a in counts if counts[a] == best)  # Counter keeps first-occurrence order
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the chance, if either side were as likely to win each discordant
+    pair, of a split at least this uneven. Ties (both right, both wrong) carry no information and are
+    left out by the caller; no discordant pair gives 1.0."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
 
 
 def pass_at_n(correct_flags: Sequence[bool]) -> bool:

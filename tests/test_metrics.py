@@ -14,6 +14,7 @@ from eval.metrics import (
     mv_at_n,
     pass_at_n,
     pass_at_n_score,
+    sign_test_p,
     subset_estimate,
 )
 
@@ -133,8 +134,17 @@ def test_select_diagnostics_counts_outside_picks_and_unanimous_overrides():
         "select_outside_candidates_rate": 50.0, "select_unanimous": 2,
         "select_overrides_unanimous": 2, "select_overrides_right_unanimous": 1,
         # each pick differs from its candidates' majority (A, B, A, C; q3's pick is no answer); q1, q3, q4's was right
-        "select_departs_majority": 4, "select_departs_majority_right": 0, "select_departs_majority_vote_right": 3}
+        "select_departs_majority": 4, "select_departs_majority_right": 0, "select_departs_majority_vote_right": 3,
+        # the vote over all candidates (ties to the first) is right on q1, q3, q4; no select answer is
+        "select_only_right": 0, "vote_only_right": 3, "select_vs_vote_p": 0.25}
     assert select_diagnostics(samples, []) == {}
+
+
+def test_sign_test_is_exact_and_two_sided():
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(3, 3) == 1.0
+    assert sign_test_p(0, 3) == sign_test_p(3, 0) == 0.25   # 2 * (1/2)^3
+    assert sign_test_p(1, 4) == pytest.approx(2 * 6 / 32)   # P(X <= 1) for X ~ Bin(5, 1/2), both tails
+    assert sign_test_p(84, 41) < 0.001 < sign_test_p(44, 37)  # run j3 of session 8: iterations 1 and 3
 
 
 def test_letter_binding_counts_rationales_that_computed_an_option():
@@ -170,7 +180,7 @@ def test_pointer_diagnostics_follow_the_shown_order():
     prompt = prompts.select_prompt(p, shown, PromptConfig())
 
     def select(output, answer):
-        return [{"id": "q1", "prompt": prompt, "predictions": [output], "answers": [answer]}]
+        return [{"id": "q1", "prompt": prompt, "predictions": [output], "answers": [answer], "correct": [answer == "B"]}]
 
     named_right = select_diagnostics(samples, select("Prediction 2 is correct.\nAnswer: B", "B"))
     assert {k: round(v, 2) for k, v in named_right.items() if "pointer" in k} == {
