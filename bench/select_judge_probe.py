@@ -35,7 +35,7 @@ from data_gen.reflection import judge_items
 from eval.metrics import accuracy, majority_vote
 from infer.sample import Item, sample_items
 from data_gen import prompts
-from train.geosynth_model import evaluate, greedy_cot, save_bf16
+from train.geosynth_model import cot_answers, evaluate, save_bf16
 from train.pretrain import PretrainConfig, pretrain, step_dir
 
 log = get_logger("select_judge_probe")
@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also train on the model's own greedy CoT answers to this many train problems, right or "
                              "wrong (self-distillation), so that judge training keeps its solving as it was; "
                              "judge items alone wreck it (docs/results.md)")
+    parser.add_argument("--self_cot_temperature", type=float, default=0.0,
+                        help="sample those answers at this temperature (top-p and top-k off; 1.0 = the model's own "
+                             "distribution) instead of greedily: greedy targets make its samples less diverse "
+                             "(session 8: pass@3 60.3 -> 47.3)")
     parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--save", default=None, help="also save the tuned model here in bf16 (~16 MB for the small "
                                                      "model: small enough to bring back from a GPU machine)")
@@ -116,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     work, model = Path(args.work), Path(args.model)
     check_work(work, {"model": str(model), "train": args.train, "test": args.test, "data_seed": args.data_seed,
-                      "lr": args.lr, "batch": args.batch, "self_cot": args.self_cot})
+                      "lr": args.lr, "batch": args.batch, "self_cot": args.self_cot,
+                      # only when set, so a folder from before the option still matches at greedy
+                      **({"self_cot_temperature": args.self_cot_temperature} if args.self_cot_temperature else {})})
     data = work / "data"
     if not (data / "meta.json").is_file():
         geosynth.generate(data, args.train, args.test, seed=args.data_seed)
@@ -124,7 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_items = judge_items(train, PromptConfig(), args.train, seed=1)
     test_items = judge_items(test, PromptConfig(), args.test, seed=2)
     if args.self_cot:  # the model's own answers as CoT targets, whatever their correctness
-        own = greedy_cot(model, train[:args.self_cot], work / f"self_cot{args.self_cot}.jsonl", args.answer_batch)
+        tag = f"self_cot{args.self_cot}" + (f"_t{args.self_cot_temperature:g}" if args.self_cot_temperature else "")
+        own = cot_answers(model, train[:args.self_cot], work / f"{tag}.jsonl", args.answer_batch,
+                          temperature=args.self_cot_temperature)
         by_train = {p.id: p for p in train}
         train_items += [{"kind": "cot", "id": f"self-cot-{r['id']}", "image": by_train[r["id"]].image,
                          "prompt": prompts.cot_prompt(by_train[r["id"]], PromptConfig()), "response": r["predictions"][0]}
@@ -156,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
             cot[name] = evaluate(path, test[:args.cot_questions], work / f"cot{args.cot_questions}_{tag}.jsonl",
                                  args.answer_batch)
     result = {"model": str(model), "lr": args.lr, "batch": args.batch, "steps": step,
-              "train_items": len(train_items), "self_cot": args.self_cot, "test_items": len(test_items), "data_seed": args.data_seed,
+              "train_items": len(train_items), "self_cot": args.self_cot,
+              "self_cot_temperature": args.self_cot_temperature, "test_items": len(test_items), "data_seed": args.data_seed,
               "loss": [(h["step"], h["loss"]) for h in history], "seconds": round(time.time() - started, 1),
               "rows": table(test_items, results), "cot_test_at_1": cot, "cot_questions": args.cot_questions}
     if args.save:

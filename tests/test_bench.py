@@ -123,3 +123,11 @@ def test_select_judge_probe_smoke(tmp_path):
     # --self_cot: the model's own greedy CoT answers join the judge items (self-distillation keeps its solving)
     own = main([*argv[:1], str(tmp_path / "own"), *argv[2:], "--self_cot", "4"])
     assert own["self_cot"] == 4 and 16 < own["train_items"] <= 16 + 4
+    # --self_cot_temperature: one draw each from the model's distribution instead (greedy targets narrow it)
+    with pytest.raises(SystemExit, match="self_cot_temperature"):
+        main([*argv[:1], str(tmp_path / "own"), *argv[2:], "--self_cot", "4", "--self_cot_temperature", "1"])
+    drawn = main([*argv[:1], str(tmp_path / "own_t"), *argv[2:], "--self_cot", "4", "--self_cot_temperature", "1"])
+    assert drawn["self_cot_temperature"] == 1.0 and 16 < drawn["train_items"] <= 16 + 4
+    greedy = [json.loads(x)["predictions"][0] for x in (tmp_path / "own" / "self_cot4.jsonl").read_text().splitlines()]
+    sampled = [json.loads(x)["predictions"][0] for x in (tmp_path / "own_t" / "self_cot4_t1.jsonl").read_text().splitlines()]
+    assert len(sampled) == 4 and sampled != greedy

@@ -48,17 +48,19 @@ def corpus_text(problems) -> str:
     return "\n".join(lines) + "\n"
 
 
-def greedy_cot(model_dir: Path, problems, out: Path, batch_size: int) -> list[dict]:
-    """Greedy zero-shot CoT records of a full model folder on the given problems (resumable in out)."""
+def cot_answers(model_dir: Path, problems, out: Path, batch_size: int, temperature: float = 0.0) -> list[dict]:
+    """Zero-shot CoT records of a full model folder on the given problems (resumable in out): greedy at
+    temperature 0, else one sample each at that temperature with top-p and top-k off (at 1.0: a draw
+    from the model's own distribution)."""
     mcfg = ModelConfig(base_model=str(model_dir), max_pixels=224 * 224)
+    scfg = SampleConfig(max_new_tokens=256, batch_size=batch_size, temperature=temperature or 1.0, top_p=1.0, top_k=0)
     return sample_items(cot_items(problems, PromptConfig(), 0, "geosynth-model"), out, model_cfg=mcfg,
-                        sample_cfg=SampleConfig(max_new_tokens=256, batch_size=batch_size),
-                        checkpoint=None, greedy=True)
+                        sample_cfg=scfg, checkpoint=None, greedy=temperature == 0, num_samples=1)
 
 
 def evaluate(model_dir: Path, problems, out: Path, batch_size: int) -> float:
     """Greedy zero-shot CoT accuracy (%) of a full model folder on the given problems."""
-    return accuracy([r["correct"][0] for r in greedy_cot(model_dir, problems, out, batch_size)])
+    return accuracy([r["correct"][0] for r in cot_answers(model_dir, problems, out, batch_size)])
 
 
 def save_bf16(src: Path, dst: Path) -> int:
