@@ -111,12 +111,14 @@ def main(argv: list[str] | None = None) -> dict:
                              "judge items alone wreck it (docs/results.md)")
     parser.add_argument("--self_cot_temperature", type=float, default=0.0,
                         help="sample those answers at this temperature (top-p and top-k off; 1.0 = the model's own "
-                             "distribution) instead of greedily: greedy targets make its samples less diverse "
-                             "(session 8: pass@3 60.3 -> 47.3)")
+                             "distribution) instead of greedily (session 8: with greedy ones its pass@3 fell "
+                             "from 60.3 to 47.3)")
     parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--save", default=None, help="also save the tuned model here in bf16 (~16 MB for the small "
                                                      "model: small enough to bring back from a GPU machine)")
     args = parser.parse_args(argv)
+    if args.self_cot_temperature < 0:
+        parser.error(f"--self_cot_temperature {args.self_cot_temperature}: give 0 (greedy) or a positive temperature")
 
     work, model = Path(args.work), Path(args.model)
     check_work(work, {"model": str(model), "train": args.train, "test": args.test, "data_seed": args.data_seed,

@@ -51,9 +51,10 @@ class DataConfig:
     train_limit: int = _f(0, "Use only the first N train problems (0 = all; with val_questions, of those "
                           "left after the validation draw).")
     test_limit: int = _f(0, "Use only the first N test problems (0 = all).")
-    val_questions: int = _f(0, "Hold out N train problems as a validation split (a fixed draw from the "
+    val_questions: int = _f(0, "Hold out N train items as a validation split (a fixed draw from the "
                             "whole train file, the same for every seed and train_limit; a problem's "
-                            "repeats in the file, same question and answer, are held out with it): never "
+                            "repeats in the file, same question and answer, are held out with it, so N "
+                            "items may be fewer distinct problems): never "
                             "sampled for training data, evaluated each iteration like the test split "
                             "(val_* files, val_ metrics). Choose settings on it, report test. 0 = none.")
     skip_bad: bool = _f(False, "Skip malformed items (counted and reported) instead of failing.")

@@ -65,9 +65,10 @@ def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
     one most frequent answer (no tie) and the select answer is another; then how often the select
     answer was right and how often that majority was (does judging beat the vote where they differ?).
     only_right: questions where the select answer is right and the vote over the same candidates
-    (majority_vote: ties to the first, as MV@K) is wrong, and the reverse; their sign-test p says
-    whether SS@K and MV@K differ by more than chance on these questions (repeats of one problem in the
-    test split count as separate questions, so it is a lower bound on p for GeoSynth).
+    (majority_vote: ties to the first, as MV@K; right by the winning candidate's own `correct` flag,
+    which for multiple choice is MV@K's gold comparison) is wrong, and the reverse; their sign-test p
+    says whether SS@K and MV@K differ by more than chance on these questions (repeats of one problem in
+    the test split count as separate questions, so for GeoSynth it likely understates p).
     """
     if not selects:
         return {}
