@@ -31,6 +31,7 @@ from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
 from eval.answers import derived_option, derived_value_matches, extract_answer
+from eval.metrics import majority_vote
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Candidate:
     text: str
     correct: bool
     iteration: int
+    answer: str | None = None  # the letter (or value) it ends in, as the sampler read it
 
 
 def filter_reason(text: str, answer: str | None, truncated: bool, min_chars: int) -> str | None:
@@ -71,7 +73,7 @@ def collect_candidates(pool: list[tuple[int, list[dict]]], cfg: MixConfig, reaso
                     reasons[reason] += 1
                     continue
                 reasons["kept positive" if correct else "kept negative"] += 1
-                by_id.setdefault(r["id"], []).append(Candidate(text, bool(correct), iteration))
+                by_id.setdefault(r["id"], []).append(Candidate(text, bool(correct), iteration, answer))
     return by_id
 
 
@@ -111,9 +113,11 @@ def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, i
              extract_answer(c.text, problem.choices)) for c in chosen])
     else:
         response = prompts.answer_target(problem)
+    vote = majority_vote([c.answer for c in chosen])  # as MV at test time: ties to the first listed
     return {"kind": "select", "id": item_id, "image": problem.image,
             "prompt": prompts.select_prompt(problem, [c.text for c in chosen], prompt_cfg),
-            "response": response, "num_candidates": len(chosen)}
+            "response": response, "num_candidates": len(chosen),
+            "vote_right": vote is not None and any(c.correct for c in chosen if c.answer == vote)}
 
 
 def fixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candidate],
@@ -197,7 +201,7 @@ def swap_select_items(problem: Problem, pos: list[Candidate], rng: random.Random
     items = []
     for j in range(cfg.swap_select if sources else 0):
         src = sources[j % len(sources)]
-        chosen = [Candidate(text, letter == problem.answer, src.iteration)
+        chosen = [Candidate(text, letter == problem.answer, src.iteration, letter)
                   for text, letter in letter_swap_set(src.text.rstrip(), problem.answer, len(problem.choices), rng)]
         items.append(select_item(problem, chosen, rng, f"select-{problem.id}-swap{j + 1}", cfg, prompt_cfg))
     return items
@@ -258,8 +262,13 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
             items += swap_select_items(p, pos, rng, cfg, prompt_cfg)
     random.Random(f"{seed}-mix-{iteration}").shuffle(items)
     kinds = Counter(it["kind"] for it in items)
+    selects = [it for it in items if it["kind"] == "select"]
     stats = {"iteration": iteration, "total": len(items),
              "kinds": {k: kinds.get(k, 0) for k in ("qa", "cot", "refine", "select")},
+             # select items whose target a majority vote over their candidates would also give, and the
+             # rest: only those teach anything voting does not already do
+             "select_vote_right": sum(it["vote_right"] for it in selects),
+             "select_vote_wrong": sum(not it["vote_right"] for it in selects),
              "candidates": dict(sorted(reasons.items())),
              "questions_with_positive": sum(1 for p in problems if any(c.correct for c in by_id.get(p.id, []))),
              "questions": len(problems)}

@@ -11,6 +11,7 @@ from data_gen import prompts
 from data_gen.llamafactory import to_sharegpt, write_dataset
 from data_gen.problem import Problem
 from data_gen.reflection import build_mix, filter_reason, warmup_items
+from eval.metrics import majority_vote
 
 PCFG = PromptConfig()
 LONG = " because the angles of a triangle add up to one hundred and eighty degrees"  # > 50 chars
@@ -219,7 +220,7 @@ def test_natural_select_sets_are_drawn_like_test_time(mixed):
     pool = [(0, [rec(f"p{i}", [pos("a"), same, same]) for i in range(30)]),
             (1, [rec(f"p{i}", [neg("c"), pos("b"), neg("d", "A")]) for i in range(30)])]
     cfg = MixConfig(select_sets="natural", select_mixed_n=mixed, include_qa=False, select_per_n=2)
-    items, _ = build_mix(probs, pool, 2, 0, cfg, PCFG)
+    items, stats = build_mix(probs, pool, 2, 0, cfg, PCFG)
     selects = [it for it in items if it["kind"] == "select"]
     sizes = Counter(it["num_candidates"] for it in selects)
     assert set(sizes) == ({2, 3, 4, 5, 6} if mixed else {3})
@@ -232,7 +233,12 @@ def test_natural_select_sets_are_drawn_like_test_time(mixed):
         assert any(correct)                                                 # something right to select
         kinds["all correct" if all(correct) else "mixed"] += 1
         kinds["repeat"] += len(set(cands)) < len(cands)
+        assert it["vote_right"] == (majority_vote([c[-1] for c in cands]) == "B")  # ties: the first listed
     assert kinds["all correct"] and kinds["mixed"] and kinds["repeat"]   # as at test time
+    # the mix counts the select items that a vote over their candidates would get wrong (only those
+    # teach more than voting)
+    assert stats["select_vote_wrong"] == sum(not it["vote_right"] for it in selects) > 0
+    assert stats["select_vote_right"] + stats["select_vote_wrong"] == len(selects)
     again, _ = build_mix(probs, pool, 2, 0, cfg, PCFG)
     assert again == items                                                   # seeded
     with pytest.raises(ConfigError, match="select_sets='all'"):
@@ -330,6 +336,7 @@ def test_swap_select_sets_come_from_own_positives_with_letter_swapped_copies():
         wrong = [x for x in letters if x != "B"]
         patterns["wrong majority" if len(wrong) == 2 and wrong[0] == wrong[1] else f"{len(wrong)} wrong"] += 1
     assert len(patterns) >= 3 and patterns["wrong majority"] > 0
+    assert sum(not it["vote_right"] for it in swaps) >= patterns["wrong majority"]   # and the ties a wrong letter leads
     again, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3), PCFG)
     assert again == items
     none, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3, include_select=False), PCFG)
