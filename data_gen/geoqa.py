@@ -4,7 +4,9 @@
     <geoqa_dir>/images/<id>.png           or the path in `image`, relative to <geoqa_dir>
 
 Fields: `id`, `image` (optional: defaults to images/<id>.png), `question` (without choices),
-`choices` (list of strings), `answer` (a letter, or a 0-based index into choices).
+`choices` (list of strings), `answer` (a letter, or a 0-based index into choices); optional
+`rationale` (a gold solution) and `problem_key` (items with one key are one problem in other clothes:
+letters, distractors, a value moved into the figure; the validation split keeps them together).
 Everything downstream joins by `id`, never by list position (the reference labelled samples by
 position and shifted every label after a missing item, REFERENCE.md §7.7).
 
@@ -144,9 +146,12 @@ def parse_record(raw: Any, where: str, data_dir: Path, *, require_choices: bool)
         answer = str(raw["answer"]).strip()
     image = resolve_image(raw.get("image"), item_id, data_dir, where)
     rationale = raw.get("rationale") or ""
+    problem_key = raw.get("problem_key")
+    if problem_key is not None and not isinstance(problem_key, (str, int)):
+        raise DataError(f"{where}: `problem_key` must be a string, got {problem_key!r}.", "bad problem_key")
     return Problem(id=item_id, image=image, question=question.strip(),
                    choices=tuple(choices) if choices else None, answer=answer,
-                   rationale=str(rationale), source=where)
+                   rationale=str(rationale), problem_key=str(problem_key or ""), source=where)
 
 
 def collect(records: Iterator[tuple[str, Any]], data_dir: Path, *, require_choices: bool,

@@ -3,7 +3,8 @@
 The project's embedded default dataset: it needs no download, and it is written in the processed
 GeoQA layout that `data_gen.geoqa.load_split` reads (DESIGN.md §3):
 
-    DIR/train.jsonl, DIR/test.jsonl   id, image, question, choices, answer, rationale, family, image_only
+    DIR/train.jsonl, DIR/test.jsonl   id, image, question, choices, answer, rationale, family, image_only,
+                                      problem_key (family/variant/numbers: the key that decides the split)
     DIR/images/<id>.png               a 224x224 diagram (black lines, lettered points, value labels)
     DIR/meta.json                     the arguments and counts; written last, so its presence means done
 
@@ -876,6 +877,12 @@ def _is_image_only(seed: int, split: str, index: int, share: float) -> bool:
     return _shuffled(f"{seed}-{split}-image-only-{block}", IMAGE_ONLY_BLOCK)[pos] < count
 
 
+def problem_key(family: str, key: tuple) -> str:
+    """The record's `problem_key`: items that share it are one problem (the same numbers and answer with
+    other letters, distractors, figure turn, or a value only in the figure)."""
+    return "/".join([family, *(str(part) for part in key)])
+
+
 def split_of_key(family: str, key: tuple) -> str:
     """The split a problem's numbers belong to, the same for every seed."""
     return "test" if zlib.crc32(repr((family, key)).encode()) % TEST_BUCKET == 0 else "train"
@@ -908,7 +915,7 @@ def make_item(seed: int, split: str, index: int, difficulty: int = 1,
     item_id = f"{split}-{index}"
     record = {"id": item_id, "image": f"images/{item_id}.png", "question": question, "choices": choices,
               "answer": answer, "rationale": " ".join(steps) + f"\nAnswer: {answer}",
-              "family": family, "image_only": image_only}
+              "family": family, "image_only": image_only, "problem_key": problem_key(family, draft.key)}
     return record, draft.figure
 
 

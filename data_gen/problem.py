@@ -17,6 +17,8 @@ class Problem:
     choices:   option texts for multiple choice, or None for free-form answers.
     answer:    the gold option letter for multiple choice, else the gold value as text.
     rationale: an optional gold step-by-step solution (GeoSynth; used only by the warm-up).
+    problem_key: optional; items with one key are the same problem in other clothes (GeoSynth: its
+               family, variant and numbers), held out together by the validation split.
     source:    where the item came from ("file:line"), for error messages.
     """
 
@@ -26,6 +28,7 @@ class Problem:
     choices: tuple[str, ...] | None
     answer: str
     rationale: str = ""
+    problem_key: str = field(default="", compare=False)
     source: str = field(default="", compare=False)
 
     @property

@@ -65,9 +65,33 @@ def problem_signature(problem: Problem) -> tuple[str, str]:
     return " ".join(problem.question.split()).lower(), " ".join(problem.answer_text.split()).lower()
 
 
+def problem_groups(train: list[Problem]) -> list[list[int]]:
+    """Train-file positions grouped into problems, in order of first appearance: two items are one
+    problem if they share their signature or their `problem_key` (GeoSynth's numbers: an item that gives
+    a value in the text and one that shows it only in the figure read differently and are one problem)."""
+    parent = list(range(len(train)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, ...], int] = {}
+    for i, problem in enumerate(train):
+        marks = [("text", *problem_signature(problem))] + ([("key", problem.problem_key)] if problem.problem_key else [])
+        for mark in marks:
+            a, b = root(i), root(first.setdefault(mark, i))
+            parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(train)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
 def validation_indices(train: list[Problem], num_val: int, folder: Path) -> tuple[set[int], set[int]]:
     """(held, dropped): the train-file positions held out as validation, and those left out of train
-    because they repeat a held-out problem. Problems with one signature form a group; the groups, in a
+    because they repeat a held-out problem. Items of one problem (problem_groups) form a group; the groups, in a
     fixed shuffle keyed by the file's size, are laid end to end and the first num_val positions are held
     out, so a larger num_val extends a smaller one's draw. The rest of a group cut at num_val is dropped,
     so no validation problem is also trained on."""
@@ -75,10 +99,7 @@ def validation_indices(train: list[Problem], num_val: int, folder: Path) -> tupl
     if num_val >= num_train:
         raise DataError(f"data.val_questions={num_val} would hold out all {num_train} train problems of "
                         f"{folder}; use fewer (or more train problems).")
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, problem in enumerate(train):
-        groups.setdefault(problem_signature(problem), []).append(i)
-    order = list(groups.values())
+    order = problem_groups(train)
     random.Random(f"validation/{num_train}").shuffle(order)
     held: set[int] = set()
     dropped: set[int] = set()
