@@ -11,7 +11,9 @@ candidates they were shown (`select_diagnostics`: answers outside the candidates
 unanimous sets, departures from a clear majority and who was right then; with pointer targets,
 whether the named candidate is copied and is right more often than chance; with check targets,
 whether the lines read the candidates right), and how often a sampled multiple-choice rationale
-names another letter than the option whose value it computed (`letter_binding`). With
+names another letter than the option whose value it computed (`letter_binding`), and where checking
+each candidate's value against its letter changes the vote, which answer self-select takes
+(`select_vs_check`). With
 data.val_questions the validation split gets the same metrics under val_ keys.
 """
 
@@ -203,33 +205,61 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
             "select_check_coverage": 100.0 * covered / with_lines}
 
 
+def consistent_vote(record: dict, problem: Problem) -> str | None:
+    """The majority vote over a question's samples whose computed value is not another option's value
+    (eval.answers.derived_value_matches is not False); over all K when none is. Not an R3V method: what
+    a judge that checks each candidate's value against the letter it names could get."""
+    consistent = [answer for text, answer in zip(record["predictions"], record["answers"])
+                  if answer is not None and derived_value_matches(text, answer, problem.choices) is not False]
+    return majority_vote(consistent or record["answers"])
+
+
 def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
     """Sampled multiple-choice rationales whose last computed value is an option's value, and the
-    percentage of those that then name another letter (eval.answers.derived_option).
-
-    consistent_vote_acc (not an R3V method; a measure of what a judge could get from the candidates):
-    the majority vote over the K samples of a question among those whose computed value is not
-    another option's value (eval.answers.derived_value_matches is not False), all K when none is;
-    over the multiple-choice questions."""
+    percentage of those that then name another letter (eval.answers.derived_option); and
+    consistent_vote_acc, the accuracy of consistent_vote over the multiple-choice questions."""
     by_id = {p.id: p for p in problems if p.choices}
     bound = mismatched = right = voted = 0
     for r in samples:
         problem = by_id.get(r["id"])
         if problem is None:
             continue
-        consistent = []
         for text, answer in zip(r["predictions"], r["answers"]):
             option = derived_option(text, problem.choices) if answer is not None else None
             if option is not None:
                 bound += 1
                 mismatched += option != answer
-            if answer is not None and derived_value_matches(text, answer, problem.choices) is not False:
-                consistent.append(answer)
         voted += 1
-        right += majority_vote(consistent or r["answers"]) == problem.answer
+        right += consistent_vote(r, problem) == problem.answer
     return {"value_is_option": bound,
             "letter_mismatch_rate": 100.0 * mismatched / bound if bound else None,
             "consistent_vote_acc": 100.0 * right / voted if voted else None}
+
+
+def select_vs_check(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
+    """The multiple-choice questions where consistent_vote and the plain vote differ, i.e. where checking
+    each candidate's value against its letter decides (check_decides), and there: how often the
+    self-select answer is the consistent vote's (select_takes_check) or the plain vote's
+    (select_takes_vote), and how often each of the two is right (check_decides_check_right,
+    check_decides_vote_right). A model that judges its candidates this way takes the check's answer."""
+    by_id = {p.id: p for p in problems if p.choices}
+    chosen = {r["id"]: r["answers"][0] for r in selects}
+    counts = Counter()
+    for r in samples:
+        problem = by_id.get(r["id"])
+        if problem is None or r["id"] not in chosen:
+            continue
+        check, vote = consistent_vote(r, problem), majority_vote(r["answers"])
+        if check == vote:
+            continue
+        counts["check_decides"] += 1
+        counts["select_takes_check"] += chosen[r["id"]] == check
+        counts["select_takes_vote"] += chosen[r["id"]] == vote
+        counts["check_decides_check_right"] += check == problem.answer
+        counts["check_decides_vote_right"] += vote == problem.answer
+    keys = ("check_decides", "select_takes_check", "select_takes_vote", "check_decides_check_right",
+            "check_decides_vote_right")
+    return {key: counts[key] for key in keys}
 
 
 def read_matched(path: Path, ids: list[str]) -> list[dict]:
@@ -263,6 +293,7 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "tes
         metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
         metrics.update(select_diagnostics(samples, records))
         metrics.update(check_diagnostics(samples, records, problems))
+        metrics.update(select_vs_check(samples, records, problems))
     return metrics
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from data_gen.problem import Problem
-from eval.evaluate import letter_binding, select_diagnostics
+from eval.evaluate import letter_binding, select_diagnostics, select_vs_check
 from eval.metrics import (
     accuracy,
     draw_subsets,
@@ -165,6 +165,28 @@ def test_letter_binding_counts_rationales_that_computed_an_option():
     both = [samples[0], _samples("m2", [("x = 20°.\nAnswer: B", "B"), ("x = 20°.\nAnswer: C", "C")])]
     assert letter_binding(both, [mc, mc2, free]) == {"value_is_option": 4, "letter_mismatch_rate": 75.0,
                                                      "consistent_vote_acc": 50.0}
+
+
+def test_select_vs_check_counts_the_questions_the_value_check_decides():
+    mc = Problem(id="m", image="/i.png", question="x?", choices=("20°", "40°", "50°", "80°"), answer="B")
+    same = Problem(id="s", image="/i.png", question="y?", choices=("20°", "40°", "50°", "80°"), answer="A")
+    free = Problem(id="f", image="/i.png", question="n?", choices=None, answer="7")
+    samples = [_samples("m", [("x = 40°.\nAnswer: C", "C"),      # computed B's value, names C
+                              ("x = 40°.\nAnswer: B", "B"),      # consistent
+                              ("x = 50°.\nAnswer: C", "C")]),    # consistent: the vote says C, the check B
+               _samples("s", [("y = 20°.\nAnswer: A", "A")] * 3),  # check and vote agree: not counted
+               _samples("f", [("n = 7.\nAnswer: 7", "7")])]       # free-form: not counted
+    def select(answer_m):
+        return [_samples("m", [(f"Answer: {answer_m}", answer_m)]), _samples("s", [("Answer: A", "A")]),
+                _samples("f", [("Answer: 7", "7")])]
+    both = {"check_decides": 1, "check_decides_check_right": 1, "check_decides_vote_right": 0}
+    assert select_vs_check(samples, select("B"), [mc, same, free]) == {
+        **both, "select_takes_check": 1, "select_takes_vote": 0}
+    assert select_vs_check(samples, select("C"), [mc, same, free]) == {
+        **both, "select_takes_check": 0, "select_takes_vote": 1}
+    assert select_vs_check(samples, select("D"), [mc, same, free]) == {
+        **both, "select_takes_check": 0, "select_takes_vote": 0}
+    assert select_vs_check(samples, [], [mc, same, free])["check_decides"] == 0  # no select records
 
 
 def test_pointer_diagnostics_follow_the_shown_order():
