@@ -147,11 +147,12 @@ def parse_record(raw: Any, where: str, data_dir: Path, *, require_choices: bool)
     image = resolve_image(raw.get("image"), item_id, data_dir, where)
     rationale = raw.get("rationale") or ""
     problem_key = raw.get("problem_key")
-    if problem_key is not None and not isinstance(problem_key, (str, int)):
-        raise DataError(f"{where}: `problem_key` must be a string, got {problem_key!r}.", "bad problem_key")
+    if problem_key is not None and (isinstance(problem_key, bool) or not isinstance(problem_key, (str, int))):
+        raise DataError(f"{where}: `problem_key` must be a string or an integer, got {problem_key!r}.",
+                        "bad problem_key")
     return Problem(id=item_id, image=image, question=question.strip(),
-                   choices=tuple(choices) if choices else None, answer=answer,
-                   rationale=str(rationale), problem_key=str(problem_key or ""), source=where)
+                   choices=tuple(choices) if choices else None, answer=answer, rationale=str(rationale),
+                   problem_key="" if problem_key is None else str(problem_key).strip(), source=where)
 
 
 def collect(records: Iterator[tuple[str, Any]], data_dir: Path, *, require_choices: bool,

@@ -79,7 +79,9 @@ def problem_groups(train: list[Problem]) -> list[list[int]]:
 
     first: dict[tuple[str, ...], int] = {}
     for i, problem in enumerate(train):
-        marks = [("text", *problem_signature(problem))] + ([("key", problem.problem_key)] if problem.problem_key else [])
+        marks = [("text", *problem_signature(problem))]
+        if problem.problem_key:
+            marks.append(("key", problem.problem_key))
         for mark in marks:
             a, b = root(i), root(first.setdefault(mark, i))
             parent[max(a, b)] = min(a, b)

@@ -241,9 +241,10 @@ def select_vs_check(samples: list[dict], selects: list[dict], problems: list[Pro
     each candidate's value against its letter decides (check_decides), and there: how often the
     self-select answer is the consistent vote's (select_takes_check) or the plain vote's
     (select_takes_vote), and how often each of the two is right (check_decides_check_right,
-    check_decides_vote_right). A model that judges its candidates this way takes the check's answer."""
+    check_decides_vote_right). A model that judges its candidates this way takes the check's answer. A
+    select without an answer counts in check_decides and in neither of the two takes."""
     by_id = {p.id: p for p in problems if p.choices}
-    chosen = {r["id"]: r["answers"][0] for r in selects}
+    chosen = {r["id"]: r["answers"][0] if r["answers"] else None for r in selects}
     counts = Counter()
     for r in samples:
         problem = by_id.get(r["id"])

@@ -206,8 +206,9 @@ def test_train_and_test_never_share_a_stated_problem(sets):
 def test_problem_key_names_the_problem_and_splits_train_from_test(sets):
     """problem_key is the generator's split key: no key is in both splits, and items that state the same
     solution (an image-only item's rationale opens by reading its hidden value off the figure) share it."""
-    def solution(r):
-        return r["family"], re.sub(r"^From the figure, [^.]*\\. ", "", r["rationale"])
+    def solution(r):  # the steps, without the opening figure reading of an image-only item or the letter
+        steps = r["rationale"].rsplit("\nAnswer:", 1)[0]
+        return r["family"], re.sub(r"^From the figure, [^.]*\. ", "", steps)
 
     for d, (_, splits) in sets.items():
         keys = {split: {r["problem_key"] for r in records} for split, records in splits.items()}
@@ -217,8 +218,8 @@ def test_problem_key_names_the_problem_and_splits_train_from_test(sets):
             assert r["problem_key"].startswith(r["family"] + "/")
             by_solution.setdefault(solution(r), set()).add(r["problem_key"])
         assert all(len(k) == 1 for k in by_solution.values()), d
-        image_only_twins = [k for k in by_solution if sum(solution(r) == k for r in splits["train"]) > 1]
-        assert image_only_twins, d  # the case the key exists for does occur
+        twins = [k for k in by_solution if len({r["image_only"] for r in splits["train"] if solution(r) == k}) == 2]
+        assert twins, d  # a stated item and its image-only twin: the case the key exists for does occur
 
 
 def test_difficulty_changes_numbers_and_unlocks_variants(sets):

@@ -187,6 +187,13 @@ def test_select_vs_check_counts_the_questions_the_value_check_decides():
     assert select_vs_check(samples, select("D"), [mc, same, free]) == {
         **both, "select_takes_check": 0, "select_takes_vote": 0}
     assert select_vs_check(samples, [], [mc, same, free])["check_decides"] == 0  # no select records
+    assert select_vs_check(samples, [{"id": "m", "answers": [None]}], [mc])["select_takes_check"] == 0
+    # no tie: two candidates name C, but both computed B's value, so the check says B and the vote C
+    clear = [_samples("m", [("x = 40°.\nAnswer: C", "C"), ("x = 40°.\nAnswer: C", "C"),
+                            ("x = 40°.\nAnswer: B", "B")])]
+    assert select_vs_check(clear, [_samples("m", [("Answer: B", "B")])], [mc]) == {
+        "check_decides": 1, "select_takes_check": 1, "select_takes_vote": 0, "check_decides_check_right": 1,
+        "check_decides_vote_right": 0}
 
 
 def test_pointer_diagnostics_follow_the_shown_order():
