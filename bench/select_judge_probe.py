@@ -15,6 +15,8 @@ before and after (does learning to judge cost solving?).
     python -m bench.select_judge_probe --model models/geosynth-small --steps 1500 --lr 3e-4   # one GPU
     python -m bench.select_judge_probe --work /tmp/p --train 16 --test 12 --steps 2 --batch 4 --eval_every 2 \\
         --workers 1 --cot_questions 3                                                       # CPU smoke run
+    python -m bench.select_judge_probe --model outputs/<run>/iter_3/model --work /tmp/p3 --train 16 --steps 0 \\
+        --cot_questions 0                                                  # judge items only, no training
 
 Not part of R3V: a diagnostic. Results: docs/results.md ("Session 7").
 """
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train", type=int, default=6000, help="GeoSynth train problems = judge items trained on")
     parser.add_argument("--test", type=int, default=1000, help="GeoSynth test problems = judge items answered")
     parser.add_argument("--data_seed", type=int, default=11, help="GeoSynth seed of the probe's data")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1500,
+                        help="training steps; 0 = no training, only answer with --model (e.g. a loop's iteration model)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval_every", type=int, default=250, help="steps between saves (a killed run resumes)")
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--save", default=None, help="also save the tuned model here in bf16 (~16 MB for the small "
                                                      "model: small enough to bring back from a GPU machine)")
     args = parser.parse_args(argv)
+    if args.steps == 0 and args.save:
+        parser.error("--save needs a trained model: give --steps > 0, or leave --save out")
     if args.self_cot_temperature < 0:
         parser.error(f"--self_cot_temperature {args.self_cot_temperature}: give 0 (greedy) or a positive temperature")
 
@@ -150,13 +155,18 @@ def main(argv: list[str] | None = None) -> dict:
         return args.max_minutes > 0 and entry["seconds"] >= args.max_minutes * 60
 
     started = time.time()
-    history = pretrain(model, train_items, work / "steps", cfg, on_save)
-    # the save at --steps (a rerun with fewer --steps than the folder holds evaluates that save, if kept)
-    step = max((h["step"] for h in history if h["step"] <= args.steps and step_dir(work / "steps", h["step"]).is_dir()),
-               default=history[-1]["step"])
-    if step != args.steps:
-        log.warning("evaluating the save of step %d (--steps %d has no save in %s)", step, args.steps, work / "steps")
-    models = {"base": (model, "base"), "tuned": (step_dir(work / "steps", step), f"step{step}")}
+    models = {"base": (model, "base")}
+    history, step = [], 0
+    if args.steps:  # --steps 0: only answer with the given model (e.g. a loop's iteration model)
+        history = pretrain(model, train_items, work / "steps", cfg, on_save)
+        # the save at --steps (a rerun with fewer --steps than the folder holds evaluates that save, if kept)
+        step = max((h["step"] for h in history
+                    if h["step"] <= args.steps and step_dir(work / "steps", h["step"]).is_dir()),
+                   default=history[-1]["step"])
+        if step != args.steps:
+            log.warning("evaluating the save of step %d (--steps %d has no save in %s)", step, args.steps,
+                        work / "steps")
+        models["tuned"] = (step_dir(work / "steps", step), f"step{step}")
     # answers are kept per model (a longer rerun of the same --work answers with its newer save)
     results = {name: judge(path, test_items, choices, work / f"judge_{tag}.jsonl", args.answer_batch)
                for name, (path, tag) in models.items()}
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
               "self_cot_temperature": args.self_cot_temperature, "test_items": len(test_items), "data_seed": args.data_seed,
               "loss": [(h["step"], h["loss"]) for h in history], "seconds": round(time.time() - started, 1),
               "rows": table(test_items, results), "cot_test_at_1": cot, "cot_questions": args.cot_questions}
-    if args.save:
+    if args.save and "tuned" in models:
         result["saved"] = {"path": args.save, "weight_bytes": save_bf16(models["tuned"][0], Path(args.save))}
         atomic_write_json(Path(args.save) / "select_judge_probe.json", result)
     print(markdown(result), flush=True)
@@ -180,12 +190,13 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def markdown(result: dict) -> str:
-    head = ("| pattern | items | majority vote | base | tuned |\n|---|---|---|---|---|\n")
-    rows = "".join(f"| {r['pattern']} | {r['items']} | {r['majority_vote']:.1f} | {r['base']:.1f} | {r['tuned']:.1f} |\n"
-                   for r in result["rows"])
+    models = [m for m in ("base", "tuned") if m in result["rows"][0]]
+    head = f"| pattern | items | majority vote | {' | '.join(models)} |\n|---|---|---|{'---|' * len(models)}\n"
+    rows = "".join(f"| {r['pattern']} | {r['items']} | {r['majority_vote']:.1f} | "
+                   + " | ".join(f"{r[m]:.1f}" for m in models) + " |\n" for r in result["rows"])
     cot = result["cot_test_at_1"]
-    tail = (f"\nCoT Test@1 on {result['cot_questions']} test questions: base {cot['base']:.1f}, tuned {cot['tuned']:.1f}\n"
-            if cot else "")
+    tail = (f"\nCoT Test@1 on {result['cot_questions']} test questions: "
+            + ", ".join(f"{m} {cot[m]:.1f}" for m in models) + "\n" if cot else "")
     return (f"select judge probe: {result['model']}, {result['steps']} steps of {result['batch']} at lr {result['lr']}, "
             f"{result['train_items']} train / {result['test_items']} test items\n\n" + head + rows + tail)
 

@@ -11,9 +11,9 @@ candidates they were shown (`select_diagnostics`: answers outside the candidates
 unanimous sets, departures from a clear majority and who was right then; with pointer targets,
 whether the named candidate is copied and is right more often than chance; with check targets,
 whether the lines read the candidates right), and how often a sampled multiple-choice rationale
-names another letter than the option whose value it computed (`letter_binding`), and where checking
-each candidate's value against its letter changes the vote, which answer self-select takes
-(`select_vs_check`). With
+names another letter than the option whose value it computed (`letter_binding`), and where a rule
+that reads each candidate's value changes the vote, which answer self-select takes
+(`select_vs_rules`). With
 data.val_questions the validation split gets the same metrics under val_ keys.
 """
 
@@ -208,18 +208,26 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
 def consistent_vote(record: dict, problem: Problem) -> str | None:
     """The majority vote over a question's samples whose computed value is not another option's value
     (eval.answers.derived_value_matches is not False); over all K when none is. Not an R3V method: what
-    a judge that checks each candidate's value against the letter it names could get."""
+    a judge that drops candidates whose value and letter disagree could get."""
     consistent = [answer for text, answer in zip(record["predictions"], record["answers"])
                   if answer is not None and derived_value_matches(text, answer, problem.choices) is not False]
     return majority_vote(consistent or record["answers"])
 
 
+def value_vote(record: dict, problem: Problem) -> str | None:
+    """The majority vote after each answered sample is moved to the option whose value it computed
+    (eval.answers.derived_option; its own letter when its value is no option's). Not an R3V method: what
+    a judge that reads each candidate's value and finds its option could get."""
+    return majority_vote([(derived_option(text, problem.choices) or answer) if answer is not None else None
+                          for text, answer in zip(record["predictions"], record["answers"])])
+
+
 def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
     """Sampled multiple-choice rationales whose last computed value is an option's value, and the
-    percentage of those that then name another letter (eval.answers.derived_option); and
-    consistent_vote_acc, the accuracy of consistent_vote over the multiple-choice questions."""
+    percentage of those that then name another letter (eval.answers.derived_option); and the accuracy
+    of consistent_vote and value_vote over the multiple-choice questions."""
     by_id = {p.id: p for p in problems if p.choices}
-    bound = mismatched = right = voted = 0
+    bound = mismatched = consistent_right = value_right = voted = 0
     for r in samples:
         problem = by_id.get(r["id"])
         if problem is None:
@@ -230,19 +238,24 @@ def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
                 bound += 1
                 mismatched += option != answer
         voted += 1
-        right += consistent_vote(r, problem) == problem.answer
+        consistent_right += consistent_vote(r, problem) == problem.answer
+        value_right += value_vote(r, problem) == problem.answer
     return {"value_is_option": bound,
             "letter_mismatch_rate": 100.0 * mismatched / bound if bound else None,
-            "consistent_vote_acc": 100.0 * right / voted if voted else None}
+            "consistent_vote_acc": 100.0 * consistent_right / voted if voted else None,
+            "value_vote_acc": 100.0 * value_right / voted if voted else None}
 
 
-def select_vs_check(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
-    """The multiple-choice questions where consistent_vote and the plain vote differ, i.e. where checking
-    each candidate's value against its letter decides (check_decides), and there: how often the
-    self-select answer is the consistent vote's (select_takes_check) or the plain vote's
-    (select_takes_vote), and how often each of the two is right (check_decides_check_right,
-    check_decides_vote_right). A model that judges its candidates this way takes the check's answer. A
-    select without an answer counts in check_decides and in neither of the two takes."""
+RULES = {"check": consistent_vote, "value": value_vote}
+
+
+def select_vs_rules(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
+    """For each rule (check = consistent_vote, value = value_vote): the multiple-choice questions where
+    the rule and the plain vote differ over the same K samples (<rule>_decides), and there how often the
+    self-select answer is the rule's (<rule>_decides_select_rule) or the vote's
+    (<rule>_decides_select_vote), and how often each of the two is right (<rule>_decides_rule_right,
+    <rule>_decides_vote_right). A model that judges its candidates that way takes the rule's answer. A
+    select without an answer counts in <rule>_decides and in neither of the two takes."""
     by_id = {p.id: p for p in problems if p.choices}
     chosen = {r["id"]: r["answers"][0] if r["answers"] else None for r in selects}
     counts = Counter()
@@ -250,17 +263,19 @@ def select_vs_check(samples: list[dict], selects: list[dict], problems: list[Pro
         problem = by_id.get(r["id"])
         if problem is None or r["id"] not in chosen:
             continue
-        check, vote = consistent_vote(r, problem), majority_vote(r["answers"])
-        if check == vote:
-            continue
-        counts["check_decides"] += 1
-        counts["select_takes_check"] += chosen[r["id"]] == check
-        counts["select_takes_vote"] += chosen[r["id"]] == vote
-        counts["check_decides_check_right"] += check == problem.answer
-        counts["check_decides_vote_right"] += vote == problem.answer
-    keys = ("check_decides", "select_takes_check", "select_takes_vote", "check_decides_check_right",
-            "check_decides_vote_right")
-    return {key: counts[key] for key in keys}
+        vote = majority_vote(r["answers"])
+        for name, rule in RULES.items():
+            answer = rule(r, problem)
+            if answer == vote:
+                continue
+            counts[f"{name}_decides"] += 1
+            counts[f"{name}_decides_select_rule"] += chosen[r["id"]] == answer
+            counts[f"{name}_decides_select_vote"] += chosen[r["id"]] == vote
+            counts[f"{name}_decides_rule_right"] += answer == problem.answer
+            counts[f"{name}_decides_vote_right"] += vote == problem.answer
+    return {f"{name}_{key}": counts[f"{name}_{key}"] for name in RULES
+            for key in ("decides", "decides_select_rule", "decides_select_vote", "decides_rule_right",
+                        "decides_vote_right")}
 
 
 def read_matched(path: Path, ids: list[str]) -> list[dict]:
@@ -294,7 +309,7 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "tes
         metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
         metrics.update(select_diagnostics(samples, records))
         metrics.update(check_diagnostics(samples, records, problems))
-        metrics.update(select_vs_check(samples, records, problems))
+        metrics.update(select_vs_rules(samples, records, problems))
     return metrics
 
 

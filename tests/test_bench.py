@@ -128,6 +128,14 @@ def test_select_judge_probe_smoke(tmp_path):
         main([*argv[:1], str(tmp_path / "own"), *argv[2:], "--self_cot", "4", "--self_cot_temperature", "1"])
     drawn = main([*argv[:1], str(tmp_path / "own_t"), *argv[2:], "--self_cot", "4", "--self_cot_temperature", "1"])
     assert drawn["self_cot_temperature"] == 1.0 and 16 < drawn["train_items"] <= 16 + 4
+    # --steps 0: only the given model answers (the base column of the same items)
+    only_argv = ["--work", str(tmp_path / "only"), "--train", "16", "--test", "12", "--steps", "0", "--workers", "1",
+                 "--cot_questions", "3", "--answer_batch", "12"]
+    only = main(only_argv)
+    assert [r["base"] for r in only["rows"]] == [r["base"] for r in result["rows"]] and "tuned" not in only["rows"][0]
+    assert only["steps"] == 0 and set(only["cot_test_at_1"]) == {"base"}
+    with pytest.raises(SystemExit):
+        main([*only_argv, "--save", str(tmp_path / "x")])
     greedy = [json.loads(x)["predictions"][0] for x in (tmp_path / "own" / "self_cot4.jsonl").read_text().splitlines()]
     sampled = [json.loads(x)["predictions"][0] for x in (tmp_path / "own_t" / "self_cot4_t1.jsonl").read_text().splitlines()]
     assert len(sampled) == 4 and sampled != greedy

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from data_gen.problem import Problem
-from eval.evaluate import letter_binding, select_diagnostics, select_vs_check
+from eval.evaluate import letter_binding, select_diagnostics, select_vs_rules
 from eval.metrics import (
     accuracy,
     draw_subsets,
@@ -157,43 +157,58 @@ def test_letter_binding_counts_rationales_that_computed_an_option():
                _samples("f", [("n = 7.\nAnswer: 7", "7")])]     # free-form: not counted
     # the consistent vote keeps B (its value is B's) and drops both Cs (40° is B's value, 45° no option's)
     assert letter_binding(samples, [mc, free]) == {"value_is_option": 2, "letter_mismatch_rate": 50.0,
-                                                   "consistent_vote_acc": 100.0}
+                                                   "consistent_vote_acc": 100.0, "value_vote_acc": 100.0}
     assert letter_binding([samples[1]], [mc, free]) == {"value_is_option": 0, "letter_mismatch_rate": None,
-                                                        "consistent_vote_acc": None}
-    # no consistent sample: the vote falls back to all K answers (B first, wins the tie; gold is C)
+                                                        "consistent_vote_acc": None, "value_vote_acc": None}
+    # no consistent sample: the vote falls back to all K answers (B first, wins the tie; gold is C);
+    # reading values moves both to A (20°), also wrong
     mc2 = Problem(id="m2", image="/i.png", question="x?", choices=("20°", "40°", "50°", "80°"), answer="C")
     both = [samples[0], _samples("m2", [("x = 20°.\nAnswer: B", "B"), ("x = 20°.\nAnswer: C", "C")])]
     assert letter_binding(both, [mc, mc2, free]) == {"value_is_option": 4, "letter_mismatch_rate": 75.0,
-                                                     "consistent_vote_acc": 50.0}
+                                                     "consistent_vote_acc": 50.0, "value_vote_acc": 50.0}
 
 
-def test_select_vs_check_counts_the_questions_the_value_check_decides():
+def test_select_vs_rules_counts_the_questions_each_rule_decides():
     mc = Problem(id="m", image="/i.png", question="x?", choices=("20°", "40°", "50°", "80°"), answer="B")
     same = Problem(id="s", image="/i.png", question="y?", choices=("20°", "40°", "50°", "80°"), answer="A")
     free = Problem(id="f", image="/i.png", question="n?", choices=None, answer="7")
     samples = [_samples("m", [("x = 40°.\nAnswer: C", "C"),      # computed B's value, names C
                               ("x = 40°.\nAnswer: B", "B"),      # consistent
-                              ("x = 50°.\nAnswer: C", "C")]),    # consistent: the vote says C, the check B
-               _samples("s", [("y = 20°.\nAnswer: A", "A")] * 3),  # check and vote agree: not counted
+                              ("x = 50°.\nAnswer: C", "C")]),    # consistent: the vote says C, both rules B
+               _samples("s", [("y = 20°.\nAnswer: A", "A")] * 3),  # rules and vote agree: not counted
                _samples("f", [("n = 7.\nAnswer: 7", "7")])]       # free-form: not counted
+
     def select(answer_m):
         return [_samples("m", [(f"Answer: {answer_m}", answer_m)]), _samples("s", [("Answer: A", "A")]),
                 _samples("f", [("Answer: 7", "7")])]
-    both = {"check_decides": 1, "check_decides_check_right": 1, "check_decides_vote_right": 0}
-    assert select_vs_check(samples, select("B"), [mc, same, free]) == {
-        **both, "select_takes_check": 1, "select_takes_vote": 0}
-    assert select_vs_check(samples, select("C"), [mc, same, free]) == {
-        **both, "select_takes_check": 0, "select_takes_vote": 1}
-    assert select_vs_check(samples, select("D"), [mc, same, free]) == {
-        **both, "select_takes_check": 0, "select_takes_vote": 0}
-    assert select_vs_check(samples, [], [mc, same, free])["check_decides"] == 0  # no select records
-    assert select_vs_check(samples, [{"id": "m", "answers": [None]}], [mc])["select_takes_check"] == 0
-    # no tie: two candidates name C, but both computed B's value, so the check says B and the vote C
-    clear = [_samples("m", [("x = 40°.\nAnswer: C", "C"), ("x = 40°.\nAnswer: C", "C"),
-                            ("x = 40°.\nAnswer: B", "B")])]
-    assert select_vs_check(clear, [_samples("m", [("Answer: B", "B")])], [mc]) == {
-        "check_decides": 1, "select_takes_check": 1, "select_takes_vote": 0, "check_decides_check_right": 1,
-        "check_decides_vote_right": 0}
+
+    def counts(rule, decides, takes_rule, takes_vote, rule_right=1, vote_right=0):
+        return {f"{rule}_decides": decides, f"{rule}_decides_select_rule": takes_rule,
+                f"{rule}_decides_select_vote": takes_vote, f"{rule}_decides_rule_right": rule_right * decides,
+                f"{rule}_decides_vote_right": vote_right}
+
+    problems = [mc, same, free]
+    assert select_vs_rules(samples, select("B"), problems) == {**counts("check", 1, 1, 0), **counts("value", 1, 1, 0)}
+    assert select_vs_rules(samples, select("C"), problems) == {**counts("check", 1, 0, 1), **counts("value", 1, 0, 1)}
+    assert select_vs_rules(samples, select("D"), problems) == {**counts("check", 1, 0, 0), **counts("value", 1, 0, 0)}
+    assert select_vs_rules(samples, [], problems)["check_decides"] == 0  # no select records
+    assert select_vs_rules(samples, [{"id": "m", "answers": []}], [mc])["value_decides_select_rule"] == 0
+    # the rules part: all three name C, two computed B's value. The check drops those two and agrees with
+    # the vote (C); reading values moves them to B, which wins.
+    moved = [_samples("m", [("x = 40°.\nAnswer: C", "C"), ("x = 40°.\nAnswer: C", "C"),
+                            ("x = 50°.\nAnswer: C", "C")])]
+    assert select_vs_rules(moved, [_samples("m", [("Answer: B", "B")])], [mc]) == {
+        **counts("check", 0, 0, 0, rule_right=0), **counts("value", 1, 1, 0)}
+
+
+def test_value_vote_reads_each_candidates_value():
+    from eval.evaluate import value_vote
+
+    mc = Problem(id="m", image="/i.png", question="x?", choices=("20°", "40°", "50°", "80°"), answer="B")
+    record = _samples("m", [("x = 40°.\nAnswer: C", "C"), ("x = 45°.\nAnswer: D", "D"), ("x = 40°.\nAnswer: A", "A"),
+                            ("x = 40°.", None)])
+    assert value_vote(record, mc) == "B"  # two moved to B; 45° is no option's value, so D stays D; None no vote
+    assert letter_binding([record], [mc])["value_vote_acc"] == 100.0
 
 
 def test_pointer_diagnostics_follow_the_shown_order():
