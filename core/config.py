@@ -147,7 +147,10 @@ class MixConfig:
                             "of recomputed); check = one line per candidate naming the option whose value "
                             "it computed and the answer it gave (\"Prediction 1: computed B, answered C.\"), "
                             "then \"Answer: B\" (not in R3V: it spells out the value-to-letter check a judge "
-                            "of these candidates needs). Test-time answers are read from the answer line "
+                            "of these candidates needs); value = one line per candidate writing the value it "
+                            "computed, then the option with that value (\"Prediction 1: 56° is option B.\"), "
+                            "then \"Answer: B\" (not in R3V: the check in two steps, copy the value, then "
+                            "find it among the options; free-form questions get check lines). Test-time answers are read from the answer line "
                             "in every case.")
     select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
                            "natural select sets.")

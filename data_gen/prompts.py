@@ -71,6 +71,21 @@ def check_target(problem: Problem, rows: list[tuple[str | None, str | None]]) ->
     return "\n".join([*lines, answer_target(problem)])
 
 
+def value_target(problem: Problem, rows: list[tuple[str | None, str | None]]) -> str:
+    """mix.select_target=value (multiple choice): one line per candidate as listed, writing the value it
+    computed and then the option with that value, then the answer:
+    "Prediction 1: 56° is option B." / "Prediction 2: 57° is no option." / "Prediction 3: no value."
+
+    rows: (the value the candidate computed last, as written, or None; the letter of the option with
+    that value, or None).
+    """
+    lines = []
+    for pos, (value, option) in enumerate(rows, 1):
+        said = "no value" if value is None else f"{value} is {f'option {option}' if option else 'no option'}"
+        lines.append(f"Prediction {pos}: {said}.")
+    return "\n".join([*lines, answer_target(problem)])
+
+
 def read_pointer(output: str) -> int | None:
     """The candidate position a select output names first ("Prediction 2 is correct."), if any."""
     match = POINTER.match(output)

@@ -8,6 +8,7 @@
              1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model;
              mix.select_target=pointer: "Prediction k is correct.\nAnswer: B";
              mix.select_target=check: "Prediction 1: computed B, answered C.\n...\nAnswer: B";
+             mix.select_target=value: "Prediction 1: 56° is option B.\n...\nAnswer: B";
              mix.select_sets=natural: N samples at random, repeats kept, as at test time;
              mix.swap_select: sets of one own positive and copies naming another option)
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
-from eval.answers import derived_option, derived_value_matches, extract_answer
+from eval.answers import computed_value_text, derived_option, derived_value_matches, extract_answer, option_of_value
 from eval.metrics import majority_vote
 
 
@@ -97,7 +98,7 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
-SELECT_TARGETS = ("answer", "pointer", "check")
+SELECT_TARGETS = ("answer", "pointer", "check", "value")
 SELECT_SETS = ("fixed", "natural")
 
 
@@ -111,6 +112,12 @@ def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, i
         response = prompts.check_target(problem, [
             (derived_option(c.text, problem.choices) if problem.choices else None,
              extract_answer(c.text, problem.choices)) for c in chosen])
+    elif cfg.select_target == "value" and problem.choices:  # each candidate's value as written, then its option
+        values = [computed_value_text(c.text) for c in chosen]
+        response = prompts.value_target(problem, [(v, option_of_value(v, problem.choices) if v else None)
+                                                  for v in values])
+    elif cfg.select_target == "value":  # free form: the value is the answer, so the check lines say it
+        response = prompts.check_target(problem, [(None, extract_answer(c.text, None)) for c in chosen])
     else:
         response = prompts.answer_target(problem)
     vote = majority_vote([c.answer for c in chosen])  # as MV at test time: ties to the first listed

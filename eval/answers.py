@@ -15,6 +15,10 @@ Public surface (others rely on these exactly, DESIGN.md §3):
         either is not a number.
     derived_option(text, choices) -> str | None
         The letter of the one option whose value the rationale computed last, or None.
+    computed_value_text(text) -> str | None
+        That value as the rationale wrote it ("56°"), or None.
+    option_of_value(value, choices) -> str | None
+        The letter of the one option whose value is the written value, or None.
     normalize_number(s) -> float | None
         The number a string starts with ("1,000" -> 1000.0, "3/4" -> 0.75, "\\frac{1}{2}" -> 0.5,
         "40°" -> 40.0, "50%" -> 50.0, "12 cm" -> 12.0), or None ("2√3", "x", "3x").
@@ -378,6 +382,29 @@ _FRACTION_RE = re.compile(r"(?<![\d.])\d+/\d+(?![\d.])")
 _CLAUSE_END_RE = re.compile(r"\n|;|,(?!\d{3}\b)|(?<!\d)\.|\.(?!\d)")
 
 
+def _value_clause(text: str) -> str | None:
+    """The clause after the last "=" of the answer line (the first line after the last marker), else
+    after the last "=" before the marker, up to the end of the clause; None without an "="."""
+    markers = list(_MARKER_RE.finditer(text))
+    answer_line = _first_line(text[markers[-1].end():]) if markers else ""
+    body = text[:markers[-1].start()] if markers else text
+    source = answer_line if "=" in answer_line else body
+    if "=" not in source:
+        return None
+    return _CLAUSE_END_RE.split(source.rsplit("=", 1)[1], maxsplit=1)[0]
+
+
+def computed_value_text(text: str) -> str | None:
+    """The number a rationale computed last, as written, with a ° or % sign right after it ("... =
+    180° - 124° = 56°.\nAnswer: B" -> "56°"; "= 12 because ..." -> "12"), or None where _computed_value
+    reads no number. A value that is no plain number ("\\frac{1}{2}") is its whole clause."""
+    clause = _value_clause(text) if text else None
+    if clause is None or _computed_value(text) is None:
+        return None
+    number = re.match(r"\s*(" + _NUM + r"(?:/\d+)?(?:\s?[°%])?)", clause)
+    return number.group(1) if number else clause.strip()
+
+
 def _computed_value(text: str) -> tuple[float, int | None] | None:
     """(value, decimals written) of the number a rationale computed last, or None.
 
@@ -385,13 +412,9 @@ def _computed_value(text: str) -> tuple[float, int | None] | None:
     the last "=" before the marker, and is read up to the end of its clause. An expression there
     ("= 180° - 130°") is no value. decimals is None for a fraction ("1/3": exact).
     """
-    markers = list(_MARKER_RE.finditer(text))
-    answer_line = _first_line(text[markers[-1].end():]) if markers else ""
-    body = text[:markers[-1].start()] if markers else text
-    source = answer_line if "=" in answer_line else body
-    if "=" not in source:
+    clause = _value_clause(text)
+    if clause is None:
         return None
-    clause = _CLAUSE_END_RE.split(source.rsplit("=", 1)[1], maxsplit=1)[0]
     if _EXPRESSION_RE.search(_FRACTION_RE.sub("1", clause)):
         return None
     value = normalize_number(clause)
@@ -443,6 +466,12 @@ def derived_value_matches(text: str, letter: str, choices: Sequence[str]) -> boo
         return None
     computed, letters = _derived_letters(text, choices)
     return named in letters if computed else None
+
+
+def option_of_value(value: str, choices: Sequence[str]) -> str | None:
+    """The letter of the one option whose value is `value` (a number as written: "56°"), or None."""
+    _, letters = _derived_letters("= " + value, choices) if choices and value else (False, [])
+    return letters[0] if len(letters) == 1 else None
 
 
 def derived_option(text: str, choices: Sequence[str]) -> str | None:

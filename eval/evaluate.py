@@ -10,7 +10,8 @@ Diagnostics (in metrics.json, not in the table): how the self-select answers rel
 candidates they were shown (`select_diagnostics`: answers outside the candidates, overridden
 unanimous sets, departures from a clear majority and who was right then; with pointer targets,
 whether the named candidate is copied and is right more often than chance; with check targets,
-whether the lines read the candidates right), and how often a sampled multiple-choice rationale
+whether the lines read the candidates right; with value targets, whether each line copies the
+candidate's value and finds its option, and whether the answer follows the lines), and how often a sampled multiple-choice rationale
 names another letter than the option whose value it computed (`letter_binding`), and where a rule
 that reads each candidate's value changes the vote, which answer self-select takes
 (`select_vs_rules`). With
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from core.io import read_jsonl
 from data_gen import prompts
-from eval.answers import derived_option, derived_value_matches, extract_answer
+from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer,
+                          option_of_value)
 from eval.metrics import accuracy, majority_vote, mv_at_n, pass_at_n_score, sign_test_p
 from data_gen.problem import Problem
 
@@ -164,6 +166,19 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
 
 
 CHECK_LINE = re.compile(r"^\s*Prediction (\d+): (?:computed ([^,\n]+?), ?)?answered ([^\n]+?)\.?[ \t\r]*$", re.M)
+VALUE_LINE = re.compile(r"^\s*Prediction (\d+): (?:no value|(.+?) is (?:option ([A-Z])|no option))\.?[ \t\r]*$", re.M)
+
+
+def _listed_lines(samples: list[dict], selects: list[dict], line: re.Pattern):
+    """(select record, its question's samples, the listed order, the lines found) for each select output
+    with lines of this pattern whose prompt lists the question's samples; also the number of outputs."""
+    by_id = {r["id"]: r for r in samples}
+    for r in selects:
+        found = line.findall(r["predictions"][0])
+        sample = by_id[r["id"]]
+        order = shown_order(r["prompt"], sample["predictions"]) if found else None
+        if order is not None:
+            yield r, sample, order, [(int(pos) - 1, *rest) for pos, *rest in found if 1 <= int(pos) <= len(order)]
 
 
 def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
@@ -173,22 +188,14 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
     how often the computed option is the answer the candidate gave, which is what a line would score
     by repeating the answered letter instead of reading the value. Outputs whose prompt does not list
     the question's samples are left out. Empty if no output has check lines."""
-    by_id = {r["id"]: r for r in samples}
     choices = {p.id: p.choices for p in problems}
     with_lines = lines = answered = computed = computed_lines = copy = 0
     covered = 0.0
-    for r in selects:
-        found = CHECK_LINE.findall(r["predictions"][0])
-        sample = by_id[r["id"]]
-        order = shown_order(r["prompt"], sample["predictions"]) if found else None
-        if order is None:
-            continue
+    for r, sample, order, found in _listed_lines(samples, selects, CHECK_LINE):
         with_lines += 1
-        covered += len({int(pos) for pos, _, _ in found if 1 <= int(pos) <= len(order)}) / len(order)
-        for position, said_computed, said_answered in found:
-            if not 1 <= int(position) <= len(order):
-                continue
-            j = order[int(position) - 1]
+        covered += len({at for at, _, _ in found}) / len(order)
+        for at, said_computed, said_answered in found:
+            j = order[at]
             lines += 1
             answered += said_answered == (sample["answers"][j] or "nothing")
             if choices.get(r["id"]) and said_computed:
@@ -203,6 +210,58 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
             "select_check_computed_acc": 100.0 * computed / computed_lines if computed_lines else None,
             "select_check_computed_copy": 100.0 * copy / computed_lines if computed_lines else None,
             "select_check_coverage": 100.0 * covered / with_lines}
+
+
+def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
+    """Select outputs with value lines (mix.select_target=value, data_gen.prompts.value_target), on
+    multiple-choice questions. Per line of a listed candidate: value_acc, the written value (or "no
+    value") is the one the candidate computed last, as written; option_acc (lines of candidates that
+    computed a value), the option named is that value's option ("no option" where none has it), against
+    option_copy, what naming the candidate's answered letter would score; lookup_acc (lines with a
+    value), the option named is the written value's option, right or wrong value. Per output:
+    coverage, the share of the listed candidates with a line; follows_lines, the answer is the vote
+    of the options the lines name (outputs whose lines name one); lines_vote_acc, that vote is the gold
+    answer. Empty if no output has value lines."""
+    by_id = {p.id: p for p in problems if p.choices}
+    outputs = lines = value_right = option_lines = option_right = copy = lookup_lines = lookup_right = 0
+    voted = follows = vote_right = 0
+    covered = 0.0
+    answers = {r["id"]: r["answers"][0] if r["answers"] else None for r in selects}
+    for r, sample, order, found in _listed_lines(samples, [s for s in selects if s["id"] in by_id], VALUE_LINE):
+        choices = by_id[r["id"]].choices
+        outputs += 1
+        covered += len({at for at, _, _ in found}) / len(order)
+        named = []
+        for at, written, option in found:
+            j = order[at]
+            truth = computed_value_text(sample["predictions"][j])
+            lines += 1
+            value_right += (written or None) == truth
+            if truth is not None:
+                option_lines += 1
+                true_option = option_of_value(truth, choices)
+                option_right += (option or None) == true_option
+                copy += true_option is not None and true_option == sample["answers"][j]
+            if written:
+                lookup_lines += 1
+                lookup_right += (option or None) == option_of_value(written, choices)
+            named.append(option or None)
+        lines_vote = majority_vote(named)
+        if lines_vote is not None:
+            voted += 1
+            follows += answers[r["id"]] == lines_vote
+            vote_right += lines_vote == by_id[r["id"]].answer
+    if not outputs:
+        return {}
+    share = lambda part, whole: 100.0 * part / whole if whole else None  # noqa: E731
+    return {"select_value_rate": 100.0 * outputs / len(selects),
+            "select_value_coverage": 100.0 * covered / outputs,
+            "select_value_value_acc": share(value_right, lines),
+            "select_value_option_acc": share(option_right, option_lines),
+            "select_value_option_copy": share(copy, option_lines),
+            "select_value_lookup_acc": share(lookup_right, lookup_lines),
+            "select_value_follows_lines": share(follows, voted),
+            "select_value_lines_vote_acc": share(vote_right, voted)}
 
 
 def consistent_vote(record: dict, problem: Problem) -> str | None:
@@ -309,6 +368,7 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "tes
         metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
         metrics.update(select_diagnostics(samples, records))
         metrics.update(check_diagnostics(samples, records, problems))
+        metrics.update(value_diagnostics(samples, records, problems))
         metrics.update(select_vs_rules(samples, records, problems))
     return metrics
 

@@ -6,7 +6,8 @@ Each row is (text, expected) with an id; rows marked "REF" guard against a refer
 
 import pytest
 
-from eval.answers import derived_option, derived_value_matches, extract_answer, is_correct, normalize_number
+from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer, is_correct,
+                          normalize_number, option_of_value)
 
 GEO = ["20°", "40°", "50°", "80°"]           # GeoQA-style numeric choices
 SURD = ["2√3cm", "4√{3}cm", "√3cm", "6cm"]   # choices that are expressions, not plain numbers
@@ -279,3 +280,28 @@ def test_derived_option():
     assert derived_option("The answer is B", GEO) is None            # nothing computed
     assert derived_option("x = 40", None) is None
     assert derived_option("x = 40.\nAnswer: B", ["40°", "40", "50", "80"]) is None  # two options have it
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("∠B = 180° - 130° = 50°.\nAnswer: A", "50°"),          # the last value, not the expression before it
+    ("x = 20 because the angles add up.\nAnswer: B", "20"),  # the number, not the rest of its clause
+    ("AB = 3.5 cm, so.\nAnswer: C", "3.5"),
+    ("p = 50 %.\nAnswer: A", "50 %"),
+    ("x = 1,000.\nAnswer: A", "1,000"),
+    ("x = 1/3.\nAnswer: A", "1/3"),
+    ("x = 180° - 130°.\nAnswer: A", None),                  # an expression computes nothing
+    ("The answer is B", None),
+    ("", None),
+])
+def test_computed_value_text_is_the_value_as_written(text, expected):
+    assert computed_value_text(text) == expected
+
+
+def test_option_of_value_reads_a_written_value_like_a_computed_one():
+    assert option_of_value("50°", GEO) == "C" and option_of_value("50", GEO) == "C"
+    assert option_of_value("45°", GEO) is None                      # no option has it
+    assert option_of_value("40", ["40°", "40", "50", "80"]) is None  # two options have it
+    assert option_of_value("", GEO) is None and option_of_value("50°", None) is None
+    for text in ("∠B = 180° - 130° = 50°.\nAnswer: A", "x = 0.333.\nAnswer: A"):
+        for choices in (GEO, ["1/3", "1/2", "2", "3"]):
+            assert option_of_value(computed_value_text(text), choices) == derived_option(text, choices)

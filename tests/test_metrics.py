@@ -284,6 +284,39 @@ def test_check_diagnostics_score_the_lines_against_the_listed_candidates():
     assert check_diagnostics(samples, [plain], [p]) == {}
 
 
+def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
+    from core.config import PromptConfig
+    from data_gen import prompts
+    from eval.evaluate import value_diagnostics
+
+    p = Problem("q1", "/i.png", "x?", ("20°", "40°", "50°", "80°"), "B")
+    texts = ["x = 40°.\nAnswer: B", "x = 40°.\nAnswer: C", "x = 45°.\nAnswer: D"]
+    samples = [{"id": "q1", "predictions": texts, "answers": ["B", "C", "D"], "correct": [True, False, False]}]
+    shown = [2, 0, 1]
+    prompt = prompts.select_prompt(p, [texts[j] for j in shown], PromptConfig())
+    right = prompts.value_target(p, [("45°", None), ("40°", "B"), ("40°", "B")])  # what the mix trains on
+    record = {"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]}
+    assert value_diagnostics(samples, [record], [p]) == {
+        "select_value_rate": 100.0, "select_value_coverage": 100.0, "select_value_value_acc": 100.0,
+        "select_value_option_acc": 100.0, "select_value_option_copy": 100.0 / 3,  # only candidate 1 names its value's option
+        "select_value_lookup_acc": 100.0, "select_value_follows_lines": 100.0, "select_value_lines_vote_acc": 100.0}
+    # a wrong value read, then the right lookup of it; a right value with the wrong option; a line skipped;
+    # the answer follows the candidates' letters, not the lines
+    messy = "Prediction 1: 50° is option C.\n Prediction 2: 40° is option D \nAnswer: C"
+    record = {"id": "q1", "prompt": prompt, "predictions": [messy], "answers": ["C"]}
+    got = value_diagnostics(samples, [record], [p])
+    assert (got["select_value_value_acc"], got["select_value_option_acc"], got["select_value_lookup_acc"]) == (50.0, 0.0, 50.0)
+    assert round(got["select_value_coverage"], 2) == 66.67
+    assert (got["select_value_follows_lines"], got["select_value_lines_vote_acc"]) == (100.0, 0.0)  # tie C/D: C listed first
+    nothing = prompts.value_target(p, [(None, None), ("40°", "B"), ("40°", "B")])
+    got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [nothing], "answers": ["A"]}], [p])
+    assert got["select_value_value_acc"] == 100.0 * 2 / 3 and got["select_value_follows_lines"] == 0.0
+    check = prompts.check_target(p, [("no option", "D"), ("B", "B"), ("B", "C")])
+    assert value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [check], "answers": ["B"]}], [p]) == {}
+    free = Problem("q1", "/i.png", "x?", None, "40")
+    assert value_diagnostics(samples, [record], [free]) == {}                    # multiple choice only
+
+
 def test_select_departs_majority_counts_who_was_right_where_select_and_vote_differ():
     samples = [_samples("q1", [("", "A"), ("", "B"), ("", "B")]),     # majority B (wrong)
                _samples("q2", [("", "A"), ("", "B"), ("", "C")]),     # a tie: no majority, never counted

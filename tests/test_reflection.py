@@ -188,6 +188,33 @@ def test_pointer_select_target_names_a_correct_candidate(mixed):
         build_mix(probs, pool, 1, 0, MixConfig(select_target="index"), PCFG)
 
 
+def test_value_select_target_writes_each_value_then_its_option():
+    probs = [problem(i) for i in range(10)]
+    pool = [(0, [rec(f"p{i}", [pos("a"), neg("c"), (f"[d] x = 45{LONG}. Answer: A", "A", False, False)])
+                 for i in range(10)])]
+    cfg = MixConfig(select_target="value", include_qa=False, select_sets="natural")
+    items, _ = build_mix(probs, pool, 1, 0, cfg, PCFG)
+    selects = [it for it in items if it["kind"] == "select"]
+    assert len(selects) == 10
+    expected = {"a": "20 is option B.", "c": "30 is option C.", "d": "45 is no option."}  # no option is 45
+    for it in selects:
+        tags = re.findall(r"Model's Prediction \d: \[(\w)\]", it["prompt"])
+        assert it["response"].split("\n") == [f"Prediction {k}: {expected[t]}" for k, t in enumerate(tags, 1)] \
+            + ["Answer: B"]
+    nothing = [(0, [rec("p0", [pos("a"), (f"[n] nothing computed{LONG}. Answer: C", "C", False, False),
+                               neg("c")])])]
+    (sel,) = [it for it in build_mix(probs[:1], nothing, 1, 0, cfg, PCFG)[0] if it["kind"] == "select"]
+    tags = re.findall(r"Model's Prediction \d: \[(\w)\]", sel["prompt"])
+    assert "Prediction %d: no value." % (tags.index("n") + 1) in sel["response"].split("\n")
+    free = Problem(id="f0", image="/i.png", question="n?", choices=None, answer="20")
+    free_pool = [(0, [rec("f0", [(f"[a] n = 20{LONG}. Answer: 20", "20", True, False),
+                                 (f"[b] n = 30{LONG}. Answer: 30", "30", False, False),
+                                 (f"[c] n = 40{LONG}. Answer: 40", "40", False, False)])])]
+    (sel,) = [it for it in build_mix([free], free_pool, 1, 0, cfg, PCFG)[0] if it["kind"] == "select"]
+    assert sel["response"].split("\n")[-1] == "Answer: 20"             # free form: check lines, as with check
+    assert all(line.startswith("Prediction ") and "answered" in line for line in sel["response"].split("\n")[:-1])
+
+
 def test_check_select_target_reads_each_candidate():
     probs = [problem(i) for i in range(10)]
     pool = [(0, [rec(f"p{i}", [pos("a"), neg("c"), neg("d", "A")]) for i in range(10)])]
