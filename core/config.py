@@ -150,7 +150,10 @@ class MixConfig:
                             "of these candidates needs); value = one line per candidate writing the value it "
                             "computed, then the option with that value (\"Prediction 1: 56° is option B.\"), "
                             "then \"Answer: B\" (not in R3V: the check in two steps, copy the value, then "
-                            "find it among the options; free-form questions get check lines). Test-time answers are read from the answer line "
+                            "find it among the options; free-form questions get check lines); table = value "
+                            "lines after a first line that lists the options value first (\"Options: 28° is A, "
+                            "56° is B, ...\", lines \"Prediction 1: 56° is B.\"), so finding a value's "
+                            "letter is a copy from earlier in the output. Test-time answers are read from the answer line "
                             "in every case.")
     select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
                            "natural select sets.")

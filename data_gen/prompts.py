@@ -71,17 +71,28 @@ def check_target(problem: Problem, rows: list[tuple[str | None, str | None]]) ->
     return "\n".join([*lines, answer_target(problem)])
 
 
-def value_target(problem: Problem, rows: list[tuple[str | None, str | None]]) -> str:
+def options_table(values: list[str]) -> str:
+    """The options listed value first, as mix.select_target=table writes them: "28° is A, 56° is B"."""
+    return ", ".join(f"{v} is {LETTERS[i]}" for i, v in enumerate(values))
+
+
+def value_target(problem: Problem, rows: list[tuple[str | None, str | None]],
+                 table: list[str] | None = None) -> str:
     """mix.select_target=value (multiple choice): one line per candidate as listed, writing the value it
     computed and then the option with that value, then the answer:
     "Prediction 1: 56° is option B." / "Prediction 2: 57° is no option." / "Prediction 3: no value."
+    With table (mix.select_target=table: each option's value, in order), a first line lists the
+    options value first, "Options: 28° is A, 56° is B, 124° is C, 34° is D.", and the candidate lines
+    read "Prediction 1: 56° is B.": finding a value's letter is then a copy of what follows the same
+    value earlier in the output.
 
     rows: (the value the candidate computed last, as written, or None; the letter of the option with
     that value, or None).
     """
-    lines = []
+    named = "{}" if table else "option {}"
+    lines = [f"Options: {options_table(table)}."] if table else []
     for pos, (value, option) in enumerate(rows, 1):
-        said = "no value" if value is None else f"{value} is {f'option {option}' if option else 'no option'}"
+        said = "no value" if value is None else f"{value} is {named.format(option) if option else 'no option'}"
         lines.append(f"Prediction {pos}: {said}.")
     return "\n".join([*lines, answer_target(problem)])
 

@@ -9,6 +9,7 @@
              mix.select_target=pointer: "Prediction k is correct.\nAnswer: B";
              mix.select_target=check: "Prediction 1: computed B, answered C.\n...\nAnswer: B";
              mix.select_target=value: "Prediction 1: 56° is option B.\n...\nAnswer: B";
+             mix.select_target=table: "Options: 28° is A, 56° is B, ...\nPrediction 1: 56° is B.\n...";
              mix.select_sets=natural: N samples at random, repeats kept, as at test time;
              mix.swap_select: sets of one own positive and copies naming another option)
 
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
-from eval.answers import computed_value_text, derived_option, derived_value_matches, extract_answer, option_of_value
+from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer, option_of_value,
+                          option_value_texts)
 from eval.metrics import majority_vote
 
 
@@ -98,7 +100,7 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
-SELECT_TARGETS = ("answer", "pointer", "check", "value")
+SELECT_TARGETS = ("answer", "pointer", "check", "value", "table")
 SELECT_SETS = ("fixed", "natural")
 
 
@@ -112,11 +114,12 @@ def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, i
         response = prompts.check_target(problem, [
             (derived_option(c.text, problem.choices) if problem.choices else None,
              extract_answer(c.text, problem.choices)) for c in chosen])
-    elif cfg.select_target == "value" and problem.choices:  # each candidate's value as written, then its option
+    elif cfg.select_target in ("value", "table") and problem.choices:  # each candidate's value, then its option
         values = [computed_value_text(c.text) for c in chosen]
         response = prompts.value_target(problem, [(v, option_of_value(v, problem.choices) if v else None)
-                                                  for v in values])
-    elif cfg.select_target == "value":  # free form: the value is the answer, so the check lines say it
+                                                  for v in values],
+                                        option_value_texts(problem.choices) if cfg.select_target == "table" else None)
+    elif cfg.select_target in ("value", "table"):  # free form: the value is the answer, so the check lines say it
         response = prompts.check_target(problem, [(None, extract_answer(c.text, None)) for c in chosen])
     else:
         response = prompts.answer_target(problem)

@@ -19,6 +19,8 @@ Public surface (others rely on these exactly, DESIGN.md §3):
         That value as the rationale wrote it ("56°"), or None.
     option_of_value(value, choices) -> str | None
         The letter of the one option whose value is the written value, or None.
+    option_value_texts(choices) -> list[str]
+        Each option's value written that way ("56°"), or its text where it is no number.
     normalize_number(s) -> float | None
         The number a string starts with ("1,000" -> 1000.0, "3/4" -> 0.75, "\\frac{1}{2}" -> 0.5,
         "40°" -> 40.0, "50%" -> 50.0, "12 cm" -> 12.0), or None ("2√3", "x", "3x").
@@ -472,6 +474,12 @@ def option_of_value(value: str, choices: Sequence[str]) -> str | None:
     """The letter of the one option whose value is `value` (a number as written: "56°"), or None."""
     _, letters = _derived_letters("= " + value, choices) if choices and value else (False, [])
     return letters[0] if len(letters) == 1 else None
+
+
+def option_value_texts(choices: Sequence[str]) -> list[str]:
+    """Each option's value written as computed_value_text would write it ("56°"; "12 cm" -> "12"), or its
+    text where it is no number."""
+    return [computed_value_text("= " + c) or c.strip() for c in _choice_texts(choices)]
 
 
 def derived_option(text: str, choices: Sequence[str]) -> str | None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from core.io import read_jsonl
 from data_gen import prompts
 from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer,
-                          option_of_value)
+                          option_of_value, option_value_texts)
 from eval.metrics import accuracy, majority_vote, mv_at_n, pass_at_n_score, sign_test_p
 from data_gen.problem import Problem
 
@@ -166,7 +166,9 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
 
 
 CHECK_LINE = re.compile(r"^\s*Prediction (\d+): (?:computed ([^,\n]+?), ?)?answered ([^\n]+?)\.?[ \t\r]*$", re.M)
-VALUE_LINE = re.compile(r"^\s*Prediction (\d+): (?:no value|(.+?) is (?:option ([A-Z])|no option))\.?[ \t\r]*$", re.M)
+VALUE_LINE = re.compile(r"^\s*Prediction (\d+): (?:no value|(.+?) is (?:(?:option )?([A-Z])|no option))\.?[ \t\r]*$",
+                        re.M)
+TABLE_LINE = re.compile(r"^\s*Options: (.*?)\.?[ \t\r]*$", re.M)
 
 
 def _listed_lines(samples: list[dict], selects: list[dict], line: re.Pattern):
@@ -213,7 +215,7 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
 
 
 def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
-    """Select outputs with value lines (mix.select_target=value, data_gen.prompts.value_target), on
+    """Select outputs with value lines (mix.select_target=value or table, data_gen.prompts.value_target), on
     multiple-choice questions. Per line of a listed candidate: value_acc, the written value (or "no
     value") is the one the candidate computed last, as written; option_acc (lines of candidates that
     computed a value), the option named is that value's option ("no option" where none has it), against
@@ -221,16 +223,21 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
     value), the option named is the written value's option, right or wrong value. Per output:
     coverage, the share of the listed candidates with a line; follows_lines, the answer is the vote
     of the options the lines name (outputs whose lines name one); lines_vote_acc, that vote is the gold
-    answer. Empty if no output has value lines."""
+    answer; table_acc (mix.select_target=table), the first line lists the options as the target does
+    (outputs with an "Options:" line). Empty if no output has value lines."""
     by_id = {p.id: p for p in problems if p.choices}
     outputs = lines = value_right = option_lines = option_right = copy = lookup_lines = lookup_right = 0
-    voted = follows = vote_right = 0
+    voted = follows = vote_right = tables = table_right = 0
     covered = 0.0
     answers = {r["id"]: r["answers"][0] if r["answers"] else None for r in selects}
     for r, sample, order, found in _listed_lines(samples, [s for s in selects if s["id"] in by_id], VALUE_LINE):
         choices = by_id[r["id"]].choices
         outputs += 1
         covered += len({at for at, _, _ in found}) / len(order)
+        table = TABLE_LINE.search(r["predictions"][0])
+        if table:
+            tables += 1
+            table_right += table.group(1) == prompts.options_table(option_value_texts(choices))
         named = []
         for at, written, option in found:
             j = order[at]
@@ -261,7 +268,8 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
             "select_value_option_copy": share(copy, option_lines),
             "select_value_lookup_acc": share(lookup_right, lookup_lines),
             "select_value_follows_lines": share(follows, voted),
-            "select_value_lines_vote_acc": share(vote_right, voted)}
+            "select_value_lines_vote_acc": share(vote_right, voted),
+            "select_value_table_acc": share(table_right, tables)}
 
 
 def consistent_vote(record: dict, problem: Problem) -> str | None:

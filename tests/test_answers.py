@@ -7,7 +7,7 @@ Each row is (text, expected) with an id; rows marked "REF" guard against a refer
 import pytest
 
 from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer, is_correct,
-                          normalize_number, option_of_value)
+                          normalize_number, option_of_value, option_value_texts)
 
 GEO = ["20°", "40°", "50°", "80°"]           # GeoQA-style numeric choices
 SURD = ["2√3cm", "4√{3}cm", "√3cm", "6cm"]   # choices that are expressions, not plain numbers
@@ -295,6 +295,11 @@ def test_derived_option():
 ])
 def test_computed_value_text_is_the_value_as_written(text, expected):
     assert computed_value_text(text) == expected
+
+
+def test_option_value_texts_write_each_option_as_a_computed_value_is_written():
+    assert option_value_texts(["(A) 12 cm", "B. 3/4", "2√3", "40°"]) == ["12", "3/4", "2√3", "40°"]
+    assert [option_of_value(v, GEO) for v in option_value_texts(GEO)] == ["A", "B", "C", "D"]
 
 
 def test_option_of_value_reads_a_written_value_like_a_computed_one():

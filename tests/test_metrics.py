@@ -299,7 +299,8 @@ def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
     assert value_diagnostics(samples, [record], [p]) == {
         "select_value_rate": 100.0, "select_value_coverage": 100.0, "select_value_value_acc": 100.0,
         "select_value_option_acc": 100.0, "select_value_option_copy": 100.0 / 3,  # only candidate 1 names its value's option
-        "select_value_lookup_acc": 100.0, "select_value_follows_lines": 100.0, "select_value_lines_vote_acc": 100.0}
+        "select_value_lookup_acc": 100.0, "select_value_follows_lines": 100.0, "select_value_lines_vote_acc": 100.0,
+        "select_value_table_acc": None}
     # a wrong value read, then the right lookup of it; a right value with the wrong option; a line skipped;
     # the answer follows the candidates' letters, not the lines
     messy = "Prediction 1: 50° is option C.\n Prediction 2: 40° is option D \nAnswer: C"
@@ -315,6 +316,27 @@ def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
     assert value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [check], "answers": ["B"]}], [p]) == {}
     free = Problem("q1", "/i.png", "x?", None, "40")
     assert value_diagnostics(samples, [record], [free]) == {}                    # multiple choice only
+
+
+def test_value_diagnostics_read_table_targets_and_score_their_options_line():
+    from core.config import PromptConfig
+    from data_gen import prompts
+    from eval.evaluate import value_diagnostics
+
+    p = Problem("q1", "/i.png", "x?", ("20°", "40°", "50°", "80°"), "B")
+    texts = ["x = 40°.\nAnswer: B", "x = 40°.\nAnswer: C", "x = 45°.\nAnswer: D"]
+    samples = [{"id": "q1", "predictions": texts, "answers": ["B", "C", "D"], "correct": [True, False, False]}]
+    prompt = prompts.select_prompt(p, texts, PromptConfig())
+    right = prompts.value_target(p, [("40°", "B"), ("40°", "B"), ("45°", None)], ["20°", "40°", "50°", "80°"])
+    assert right.startswith("Options: 20° is A, 40° is B, 50° is C, 80° is D.\nPrediction 1: 40° is B.\n")
+    got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]}], [p])
+    assert (got["select_value_value_acc"], got["select_value_option_acc"], got["select_value_table_acc"]) == (100.0,) * 3
+    slip = right.replace("50° is C", "50° is D")
+    got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [slip], "answers": ["B"]}], [p])
+    assert got["select_value_table_acc"] == 0.0 and got["select_value_option_acc"] == 100.0
+    plain = prompts.value_target(p, [("40°", "B"), ("40°", "B"), ("45°", None)])      # value target: no table line
+    got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [plain], "answers": ["B"]}], [p])
+    assert got["select_value_table_acc"] is None and got["select_value_option_acc"] == 100.0
 
 
 def test_select_departs_majority_counts_who_was_right_where_select_and_vote_differ():

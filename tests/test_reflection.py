@@ -215,6 +215,23 @@ def test_value_select_target_writes_each_value_then_its_option():
     assert all(line.startswith("Prediction ") and "answered" in line for line in sel["response"].split("\n")[:-1])
 
 
+def test_table_select_target_lists_the_options_value_first_then_the_value_lines():
+    probs = [problem(i) for i in range(4)]
+    pool = [(0, [rec(f"p{i}", [pos("a"), neg("c"), (f"[d] x = 45{LONG}. Answer: A", "A", False, False)])
+                 for i in range(4)])]
+    cfg = MixConfig(select_target="table", include_qa=False, select_sets="natural")
+    selects = [it for it in build_mix(probs, pool, 1, 0, cfg, PCFG)[0] if it["kind"] == "select"]
+    value_items = [it for it in build_mix(probs, pool, 1, 0, MixConfig(select_target="value", include_qa=False,
+                                                                       select_sets="natural"), PCFG)[0]
+                   if it["kind"] == "select"]
+    assert [it["prompt"] for it in selects] == [it["prompt"] for it in value_items]  # only the target differs
+    expected = {"a": "20 is B.", "c": "30 is C.", "d": "45 is no option."}
+    for it in selects:
+        tags = re.findall(r"Model's Prediction \d: \[(\w)\]", it["prompt"])
+        assert it["response"].split("\n") == ["Options: 10 is A, 20 is B, 30 is C, 40 is D."] \
+            + [f"Prediction {k}: {expected[t]}" for k, t in enumerate(tags, 1)] + ["Answer: B"]
+
+
 def test_check_select_target_reads_each_candidate():
     probs = [problem(i) for i in range(10)]
     pool = [(0, [rec(f"p{i}", [pos("a"), neg("c"), neg("d", "A")]) for i in range(10)])]
