@@ -220,14 +220,17 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
     value") is the one the candidate computed last, as written; option_acc (lines of candidates that
     computed a value), the option named is that value's option ("no option" where none has it), against
     option_copy, what naming the candidate's answered letter would score; lookup_acc (lines with a
-    value), the option named is the written value's option, right or wrong value. Per output:
+    value), the option named is the written value's option, right or wrong value; differs (count), the
+    lines whose written value has an option that is not the letter the candidate gave, and there
+    differs_option / differs_letter, % naming the value's option / the candidate's letter (a lookup
+    against a copy of the letter). Per output:
     coverage, the share of the listed candidates with a line; follows_lines, the answer is the vote
     of the options the lines name (outputs whose lines name one); lines_vote_acc, that vote is the gold
     answer; table_acc (mix.select_target=table), the first line lists the options as the target does
     (outputs with an "Options:" line). Empty if no output has value lines."""
     by_id = {p.id: p for p in problems if p.choices}
     outputs = lines = value_right = option_lines = option_right = copy = lookup_lines = lookup_right = 0
-    voted = follows = vote_right = tables = table_right = 0
+    voted = follows = vote_right = tables = table_right = differs = differs_option = differs_letter = 0
     covered = 0.0
     answers = {r["id"]: r["answers"][0] if r["answers"] else None for r in selects}
     for r, sample, order, found in _listed_lines(samples, [s for s in selects if s["id"] in by_id], VALUE_LINE):
@@ -251,7 +254,12 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
                 copy += true_option is not None and true_option == sample["answers"][j]
             if written:
                 lookup_lines += 1
-                lookup_right += (option or None) == option_of_value(written, choices)
+                lookup = option_of_value(written, choices)
+                lookup_right += (option or None) == lookup
+                if lookup is not None and lookup != sample["answers"][j]:
+                    differs += 1
+                    differs_option += option == lookup
+                    differs_letter += option == sample["answers"][j]
             named.append(option or None)
         lines_vote = majority_vote(named)
         if lines_vote is not None:
@@ -269,7 +277,9 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
             "select_value_lookup_acc": share(lookup_right, lookup_lines),
             "select_value_follows_lines": share(follows, voted),
             "select_value_lines_vote_acc": share(vote_right, voted),
-            "select_value_table_acc": share(table_right, tables)}
+            "select_value_table_acc": share(table_right, tables),
+            "select_value_differs": differs, "select_value_differs_option": share(differs_option, differs),
+            "select_value_differs_letter": share(differs_letter, differs)}
 
 
 def consistent_vote(record: dict, problem: Problem) -> str | None:

@@ -300,7 +300,8 @@ def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
         "select_value_rate": 100.0, "select_value_coverage": 100.0, "select_value_value_acc": 100.0,
         "select_value_option_acc": 100.0, "select_value_option_copy": 100.0 / 3,  # only candidate 1 names its value's option
         "select_value_lookup_acc": 100.0, "select_value_follows_lines": 100.0, "select_value_lines_vote_acc": 100.0,
-        "select_value_table_acc": None}
+        "select_value_table_acc": None, "select_value_differs": 1, "select_value_differs_option": 100.0,
+        "select_value_differs_letter": 0.0}  # candidate 2 computed 40° (B) and answered C
     # a wrong value read, then the right lookup of it; a right value with the wrong option; a line skipped;
     # the answer follows the candidates' letters, not the lines
     messy = "Prediction 1: 50° is option C.\n Prediction 2: 40° is option D \nAnswer: C"
@@ -309,6 +310,11 @@ def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
     assert (got["select_value_value_acc"], got["select_value_option_acc"], got["select_value_lookup_acc"]) == (50.0, 0.0, 50.0)
     assert round(got["select_value_coverage"], 2) == 66.67
     assert (got["select_value_follows_lines"], got["select_value_lines_vote_acc"]) == (100.0, 0.0)  # tie C/D: C listed first
+    # line 1 (candidate 3, answered D) reads 50°, option C: a lookup; line 2 (candidate 1, answered B) names D
+    assert (got["select_value_differs"], got["select_value_differs_option"], got["select_value_differs_letter"]) == (1, 100.0, 0.0)
+    copied = "Prediction 1: 45° is option D.\nPrediction 2: 40° is option B.\nPrediction 3: 40° is option C.\nAnswer: C"
+    got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [copied], "answers": ["C"]}], [p])
+    assert (got["select_value_differs"], got["select_value_differs_option"], got["select_value_differs_letter"]) == (1, 0.0, 100.0)
     nothing = prompts.value_target(p, [(None, None), ("40°", "B"), ("40°", "B")])
     got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [nothing], "answers": ["A"]}], [p])
     assert got["select_value_value_acc"] == 100.0 * 2 / 3 and got["select_value_follows_lines"] == 0.0
