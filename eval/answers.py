@@ -401,10 +401,13 @@ def computed_value_text(text: str) -> str | None:
     180° - 124° = 56°.\nAnswer: B" -> "56°"; "= 12 because ..." -> "12"), or None where _computed_value
     reads no number. A value that is no plain number ("\\frac{1}{2}") is its whole clause."""
     clause = _value_clause(text) if text else None
-    if clause is None or _computed_value(text) is None:
+    computed = _computed_value(text) if clause is not None else None
+    if computed is None:
         return None
-    number = re.match(r"\s*(" + _NUM + r"(?:/\d+)?(?:\s?[°%])?)", clause)
-    return number.group(1) if number else clause.strip()
+    number = re.search(r"(?<![\w.])(" + _NUM + r"(?:/\d+)?(?:\s?[°%])?)", clause)
+    if number and (found := _computed_value("= " + number.group(1))) is not None and abs(found[0] - computed[0]) < 1e-9:
+        return number.group(1)  # the number, without a lead-in ("about 40") or the rest of its clause
+    return clause.strip()
 
 
 def _computed_value(text: str) -> tuple[float, int | None] | None:

@@ -166,14 +166,15 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
 
 
 CHECK_LINE = re.compile(r"^\s*Prediction (\d+): (?:computed ([^,\n]+?), ?)?answered ([^\n]+?)\.?[ \t\r]*$", re.M)
-VALUE_LINE = re.compile(r"^\s*Prediction (\d+): (?:no value|(.+?) is (?:(?:option )?([A-Z])|no option))\.?[ \t\r]*$",
-                        re.M)
+VALUE_LINE = re.compile(r"^\s*Prediction (\d+): (?:no value|((?:(?!Prediction \d).)+?) is (?:(?:option )?([A-Z])|no option))"
+                        r"\.?[ \t\r]*$", re.M)
 TABLE_LINE = re.compile(r"^\s*Options: (.*?)\.?[ \t\r]*$", re.M)
 
 
 def _listed_lines(samples: list[dict], selects: list[dict], line: re.Pattern):
     """(select record, its question's samples, the listed order, the lines found) for each select output
-    with lines of this pattern whose prompt lists the question's samples; also the number of outputs."""
+    with lines of this pattern whose prompt lists the question's samples; the lines as (0-based listed
+    position, the pattern's other groups...), lines naming a position outside the list left out."""
     by_id = {r["id"]: r for r in samples}
     for r in selects:
         found = line.findall(r["predictions"][0])
@@ -227,13 +228,14 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
     coverage, the share of the listed candidates with a line; follows_lines, the answer is the vote
     of the options the lines name (outputs whose lines name one); lines_vote_acc, that vote is the gold
     answer; table_acc (mix.select_target=table), the first line lists the options as the target does
-    (outputs with an "Options:" line). Empty if no output has value lines."""
+    (outputs with an "Options:" line); rate, the share of multiple-choice select outputs with value
+    lines. Empty if no output has value lines."""
     by_id = {p.id: p for p in problems if p.choices}
     outputs = lines = value_right = option_lines = option_right = copy = lookup_lines = lookup_right = 0
     voted = follows = vote_right = tables = table_right = differs = differs_option = differs_letter = 0
     covered = 0.0
-    answers = {r["id"]: r["answers"][0] if r["answers"] else None for r in selects}
-    for r, sample, order, found in _listed_lines(samples, [s for s in selects if s["id"] in by_id], VALUE_LINE):
+    selects = [s for s in selects if s["id"] in by_id]
+    for r, sample, order, found in _listed_lines(samples, selects, VALUE_LINE):
         choices = by_id[r["id"]].choices
         outputs += 1
         covered += len({at for at, _, _ in found}) / len(order)
@@ -264,11 +266,13 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
         lines_vote = majority_vote(named)
         if lines_vote is not None:
             voted += 1
-            follows += answers[r["id"]] == lines_vote
+            follows += (r["answers"][0] if r["answers"] else None) == lines_vote
             vote_right += lines_vote == by_id[r["id"]].answer
     if not outputs:
         return {}
-    share = lambda part, whole: 100.0 * part / whole if whole else None  # noqa: E731
+    def share(part: int, whole: int) -> float | None:
+        return 100.0 * part / whole if whole else None
+
     return {"select_value_rate": 100.0 * outputs / len(selects),
             "select_value_coverage": 100.0 * covered / outputs,
             "select_value_value_acc": share(value_right, lines),

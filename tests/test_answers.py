@@ -289,6 +289,8 @@ def test_derived_option():
     ("p = 50 %.\nAnswer: A", "50 %"),
     ("x = 1,000.\nAnswer: A", "1,000"),
     ("x = 1/3.\nAnswer: A", "1/3"),
+    ("x = about 40 answer: B\nAnswer: B", "40"),             # without a lead-in
+    ("x = \\frac{1}{2}.\nAnswer: A", "\\frac{1}{2}"),           # no plain number: the whole clause
     ("x = 180° - 130°.\nAnswer: A", None),                  # an expression computes nothing
     ("The answer is B", None),
     ("", None),
@@ -307,6 +309,8 @@ def test_option_of_value_reads_a_written_value_like_a_computed_one():
     assert option_of_value("45°", GEO) is None                      # no option has it
     assert option_of_value("40", ["40°", "40", "50", "80"]) is None  # two options have it
     assert option_of_value("", GEO) is None and option_of_value("50°", None) is None
-    for text in ("∠B = 180° - 130° = 50°.\nAnswer: A", "x = 0.333.\nAnswer: A"):
-        for choices in (GEO, ["1/3", "1/2", "2", "3"]):
-            assert option_of_value(computed_value_text(text), choices) == derived_option(text, choices)
+    pairs = [(text, choices) for text in ("∠B = 180° - 130° = 50°.\nAnswer: A", "x = 0.333.\nAnswer: A")
+             for choices in (GEO, ["1/3", "1/2", "2", "3"])]
+    assert [derived_option(text, choices) for text, choices in pairs] == ["C", None, None, "A"]
+    for text, choices in pairs:
+        assert option_of_value(computed_value_text(text), choices) == derived_option(text, choices)

@@ -318,6 +318,21 @@ def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
     nothing = prompts.value_target(p, [(None, None), ("40°", "B"), ("40°", "B")])
     got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [nothing], "answers": ["A"]}], [p])
     assert got["select_value_value_acc"] == 100.0 * 2 / 3 and got["select_value_follows_lines"] == 0.0
+    # lines naming a position outside the list are left out; two predictions run into one line are not read
+    extra = right + "\nPrediction 4: 40° is option B.\nPrediction 0: 40° is option B."
+    got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [extra], "answers": ["B"]}], [p])
+    assert got["select_value_value_acc"] == 100.0 and got["select_value_coverage"] == 100.0
+    run_on = "Prediction 1: 45° is no option. Prediction 2: 40° is option C.\nAnswer: B"
+    assert value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [run_on], "answers": ["B"]}], [p]) == {}
+    # a prompt that does not list the question's samples, and a free-form select, are not value outputs
+    unlisted = {"id": "q1", "prompt": prompts.select_prompt(p, texts[:2], PromptConfig()), "predictions": [right],
+                "answers": ["B"]}
+    assert value_diagnostics(samples, [unlisted], [p]) == {}
+    free_q = Problem("q2", "/i.png", "y?", None, "40")
+    free_samples = samples + [{"id": "q2", "predictions": texts, "answers": ["40", "40", "45"]}]
+    both = [{"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]},
+            {"id": "q2", "prompt": prompt, "predictions": [right], "answers": ["40"]}]
+    assert value_diagnostics(free_samples, both, [p, free_q])["select_value_rate"] == 100.0  # of the multiple-choice ones
     check = prompts.check_target(p, [("no option", "D"), ("B", "B"), ("B", "C")])
     assert value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [check], "answers": ["B"]}], [p]) == {}
     free = Problem("q1", "/i.png", "x?", None, "40")

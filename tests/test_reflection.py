@@ -205,7 +205,7 @@ def test_value_select_target_writes_each_value_then_its_option():
                                neg("c")])])]
     (sel,) = [it for it in build_mix(probs[:1], nothing, 1, 0, cfg, PCFG)[0] if it["kind"] == "select"]
     tags = re.findall(r"Model's Prediction \d: \[(\w)\]", sel["prompt"])
-    assert "Prediction %d: no value." % (tags.index("n") + 1) in sel["response"].split("\n")
+    assert f"Prediction {tags.index('n') + 1}: no value." in sel["response"].split("\n")
     free = Problem(id="f0", image="/i.png", question="n?", choices=None, answer="20")
     free_pool = [(0, [rec("f0", [(f"[a] n = 20{LONG}. Answer: 20", "20", True, False),
                                  (f"[b] n = 30{LONG}. Answer: 30", "30", False, False),
@@ -221,6 +221,7 @@ def test_table_select_target_lists_the_options_value_first_then_the_value_lines(
                  for i in range(4)])]
     cfg = MixConfig(select_target="table", include_qa=False, select_sets="natural")
     selects = [it for it in build_mix(probs, pool, 1, 0, cfg, PCFG)[0] if it["kind"] == "select"]
+    assert len(selects) == 4
     value_items = [it for it in build_mix(probs, pool, 1, 0, MixConfig(select_target="value", include_qa=False,
                                                                        select_sets="natural"), PCFG)[0]
                    if it["kind"] == "select"]
