@@ -252,16 +252,23 @@ def test_shown_order_compares_whole_candidates():
     assert shown_order(prompts.select_prompt(p, texts[:2], PromptConfig()), texts) is None  # a candidate missing
 
 
-def test_check_diagnostics_score_the_lines_against_the_listed_candidates():
+def _listed_select_case(shown: list[int]):
+    """One multiple-choice question (gold B = 40°), its three samples (40° -> B, 40° -> C, 45° -> D) and a
+    select prompt listing them in the order `shown` (sample indices)."""
     from core.config import PromptConfig
     from data_gen import prompts
-    from eval.evaluate import check_diagnostics
 
     p = Problem("q1", "/i.png", "x?", ("20°", "40°", "50°", "80°"), "B")
     texts = ["x = 40°.\nAnswer: B", "x = 40°.\nAnswer: C", "x = 45°.\nAnswer: D"]
     samples = [{"id": "q1", "predictions": texts, "answers": ["B", "C", "D"], "correct": [True, False, False]}]
-    shown = [2, 0, 1]
-    prompt = prompts.select_prompt(p, [texts[j] for j in shown], PromptConfig())
+    return p, texts, samples, prompts.select_prompt(p, [texts[j] for j in shown], PromptConfig())
+
+
+def test_check_diagnostics_score_the_lines_against_the_listed_candidates():
+    from data_gen import prompts
+    from eval.evaluate import check_diagnostics
+
+    p, _, samples, prompt = _listed_select_case([2, 0, 1])
     # the target the mix would train on for this order is all right
     right = prompts.check_target(p, [("no option", "D"), ("B", "B"), ("B", "C")])
     record = {"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]}
@@ -289,11 +296,7 @@ def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
     from data_gen import prompts
     from eval.evaluate import value_diagnostics
 
-    p = Problem("q1", "/i.png", "x?", ("20°", "40°", "50°", "80°"), "B")
-    texts = ["x = 40°.\nAnswer: B", "x = 40°.\nAnswer: C", "x = 45°.\nAnswer: D"]
-    samples = [{"id": "q1", "predictions": texts, "answers": ["B", "C", "D"], "correct": [True, False, False]}]
-    shown = [2, 0, 1]
-    prompt = prompts.select_prompt(p, [texts[j] for j in shown], PromptConfig())
+    p, texts, samples, prompt = _listed_select_case([2, 0, 1])
     right = prompts.value_target(p, [("45°", None), ("40°", "B"), ("40°", "B")])  # what the mix trains on
     record = {"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]}
     assert value_diagnostics(samples, [record], [p]) == {
@@ -340,14 +343,10 @@ def test_value_diagnostics_score_value_option_and_lookup_per_listed_candidate():
 
 
 def test_value_diagnostics_read_table_targets_and_score_their_options_line():
-    from core.config import PromptConfig
     from data_gen import prompts
     from eval.evaluate import value_diagnostics
 
-    p = Problem("q1", "/i.png", "x?", ("20°", "40°", "50°", "80°"), "B")
-    texts = ["x = 40°.\nAnswer: B", "x = 40°.\nAnswer: C", "x = 45°.\nAnswer: D"]
-    samples = [{"id": "q1", "predictions": texts, "answers": ["B", "C", "D"], "correct": [True, False, False]}]
-    prompt = prompts.select_prompt(p, texts, PromptConfig())
+    p, _, samples, prompt = _listed_select_case([0, 1, 2])
     right = prompts.value_target(p, [("40°", "B"), ("40°", "B"), ("45°", None)], ["20°", "40°", "50°", "80°"])
     assert right.startswith("Options: 20° is A, 40° is B, 50° is C, 80° is D.\nPrediction 1: 40° is B.\n")
     got = value_diagnostics(samples, [{"id": "q1", "prompt": prompt, "predictions": [right], "answers": ["B"]}], [p])
