@@ -136,6 +136,9 @@ class MixConfig:
                            "number other than the value of the option it names "
                            "(a lucky letter; R3V keeps it). Such a rationale is then neither a positive "
                            "nor a negative.")
+    arith_check: bool = _f(False, "Drop a correct rationale that writes a wrong arithmetic step "
+                           "(eval.arithmetic: \"2 × 8 ÷ 4 = 3\"; right letter, wrong work; R3V keeps it). "
+                           "Such a rationale is then neither a positive nor a negative.")
     include_select: bool = _f(True, "Add self-select items (L_SEL).")
     min_chars: int = _f(50, "A candidate must be longer than this many characters (reference: 50).")
     select_mixed_n: bool = _f(False, "Self-select items with N in 2..max_select_n candidates "

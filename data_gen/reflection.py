@@ -18,7 +18,8 @@ iteration index (the reference ordered files by modification time, REFERENCE.md 
 candidate must pass the reference filters: longer than `min_chars`, not starting with "Answer"
 (it has a rationale), an extractable answer, and not cut off at max_new_tokens. With
 `mix.value_check` (not in R3V) a correct multiple-choice candidate must also have computed the value
-of the option it names (eval.answers.derived_value_matches), so lucky letters are not trained on. Every random
+of the option it names (eval.answers.derived_value_matches), so lucky letters are not trained on; with
+`mix.arith_check` (not in R3V) it must write no wrong arithmetic step (eval.arithmetic). Every random
 choice comes from an RNG keyed by (seed, iteration, question id), so the mix is reproducible and
 does not depend on the order of the pool files.
 """
@@ -32,8 +33,9 @@ from dataclasses import dataclass
 from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
-from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer, option_of_value,
-                          option_value_texts)
+from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer,
+                          option_of_value, option_value_texts)
+from eval.arithmetic import wrong_steps
 from eval.metrics import majority_vote
 
 
@@ -72,6 +74,8 @@ def collect_candidates(pool: list[tuple[int, list[dict]]], cfg: MixConfig, reaso
                 reason = filter_reason(text, answer, truncated, cfg.min_chars)
                 if not reason and cfg.value_check and correct:
                     reason = _value_reason(text, problems.get(r["id"]) if problems else None)
+                if not reason and cfg.arith_check and correct and wrong_steps(text):
+                    reason = "wrong arithmetic step"
                 if reason:
                     reasons[reason] += 1
                     continue

@@ -12,7 +12,9 @@ unanimous sets, departures from a clear majority and who was right then; with po
 whether the named candidate is copied and is right more often than chance; with check targets,
 whether the lines read the candidates right; with value targets, whether each line copies the
 candidate's value and finds its option, and whether the answer follows the lines), and how often a sampled multiple-choice rationale
-names another letter than the option whose value it computed (`letter_binding`), and where a rule
+names another letter than the option whose value it computed (`letter_binding`), how often its
+arithmetic steps are wrong and what a vote after redoing each candidate's last step gets
+(`arithmetic_diagnostics`), and where a rule
 that reads each candidate's value changes the vote, which answer self-select takes
 (`select_vs_rules`). With
 data.val_questions the validation split gets the same metrics under val_ keys.
@@ -27,10 +29,11 @@ from pathlib import Path
 
 from core.io import read_jsonl
 from data_gen import prompts
+from data_gen.problem import Problem
 from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer,
                           option_of_value, option_value_texts)
+from eval.arithmetic import arithmetic_steps, recomputed_value
 from eval.metrics import accuracy, majority_vote, mv_at_n, pass_at_n_score, sign_test_p
-from data_gen.problem import Problem
 
 
 def gold_key(problem: Problem) -> str | None:
@@ -327,11 +330,55 @@ def letter_binding(samples: list[dict], problems: list[Problem]) -> dict:
             "value_vote_acc": 100.0 * value_right / voted if voted else None}
 
 
-RULES = {"check": consistent_vote, "value": value_vote}
+def recompute_vote(record: dict, problem: Problem) -> str | None:
+    """The majority vote after each answered sample is moved to the option whose value its last
+    arithmetic step really gives (eval.arithmetic.recomputed_value), else to the option whose value it
+    computed (derived_option), else kept at its letter. Not an R3V method: what a judge that redoes
+    each candidate's last step could get."""
+    moved = []
+    for text, answer in zip(record["predictions"], record["answers"]):
+        value = recomputed_value(text) if answer is not None else None
+        option = option_of_value(f"{value:.10g}", problem.choices) if value is not None else None
+        moved.append(None if answer is None else option or derived_option(text, problem.choices) or answer)
+    return majority_vote(moved)
+
+
+def arithmetic_diagnostics(samples: list[dict], problems: list[Problem]) -> dict:
+    """How often the sampled rationales' arithmetic steps are wrong (eval.arithmetic), over all answered
+    rationales and over the correct ones (right letter, wrong work: what mix.arith_check drops), and
+    the accuracy of recompute_vote over the multiple-choice questions."""
+    by_id = {p.id: p for p in problems}
+    steps = wrong = rationales = wrong_rationales = correct = correct_wrong = voted = recompute_right = 0
+    for r in samples:
+        problem = by_id.get(r["id"])
+        if problem is None:
+            continue
+        for text, answer, right in zip(r["predictions"], r["answers"], r["correct"]):
+            if answer is None:
+                continue
+            found = arithmetic_steps(text)
+            bad = sum(step.wrong for step in found)
+            steps += len(found)
+            wrong += bad
+            rationales += 1
+            wrong_rationales += bad > 0
+            correct += bool(right)
+            correct_wrong += bool(right) and bad > 0
+        if problem.choices:
+            voted += 1
+            recompute_right += recompute_vote(r, problem) == problem.answer
+    return {"arith_steps": steps,
+            "arith_step_error_rate": 100.0 * wrong / steps if steps else None,
+            "arith_wrong_rationale_rate": 100.0 * wrong_rationales / rationales if rationales else None,
+            "arith_wrong_among_correct": 100.0 * correct_wrong / correct if correct else None,
+            "recompute_vote_acc": 100.0 * recompute_right / voted if voted else None}
+
+
+RULES = {"check": consistent_vote, "value": value_vote, "recompute": recompute_vote}
 
 
 def select_vs_rules(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
-    """For each rule (check = consistent_vote, value = value_vote): the multiple-choice questions where
+    """For each rule (check = consistent_vote, value = value_vote, recompute = recompute_vote): the multiple-choice questions where
     the rule and the plain vote differ over the same K samples (<rule>_decides), and there how often the
     self-select answer is the rule's (<rule>_decides_select_rule) or the vote's
     (<rule>_decides_select_vote), and how often each of the two is right (<rule>_decides_rule_right,
@@ -382,6 +429,7 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "tes
     if samples:
         metrics.update(sample_metrics(samples, golds))
         metrics.update(letter_binding(samples, problems))
+        metrics.update(arithmetic_diagnostics(samples, problems))
     select = iter_dir / f"{split}_select.jsonl"
     if select.is_file() and samples:
         k = len(samples[0]["predictions"])

@@ -188,9 +188,11 @@ def test_select_vs_rules_counts_the_questions_each_rule_decides():
                 f"{rule}_decides_vote_right": vote_right}
 
     problems = [mc, same, free]
-    assert select_vs_rules(samples, select("B"), problems) == {**counts("check", 1, 1, 0), **counts("value", 1, 1, 0)}
-    assert select_vs_rules(samples, select("C"), problems) == {**counts("check", 1, 0, 1), **counts("value", 1, 0, 1)}
-    assert select_vs_rules(samples, select("D"), problems) == {**counts("check", 1, 0, 0), **counts("value", 1, 0, 0)}
+    # no arithmetic step in these samples: the recompute rule reads values as the value rule does
+    for answer, takes_rule, takes_vote in (("B", 1, 0), ("C", 0, 1), ("D", 0, 0)):
+        assert select_vs_rules(samples, select(answer), problems) == {
+            **counts("check", 1, takes_rule, takes_vote), **counts("value", 1, takes_rule, takes_vote),
+            **counts("recompute", 1, takes_rule, takes_vote)}
     assert select_vs_rules(samples, [], problems)["check_decides"] == 0  # no select records
     assert select_vs_rules(samples, [{"id": "m", "answers": []}], [mc])["value_decides_select_rule"] == 0
     # the rules part: all three name C, two computed B's value. The check drops those two and agrees with
@@ -198,7 +200,7 @@ def test_select_vs_rules_counts_the_questions_each_rule_decides():
     moved = [_samples("m", [("x = 40°.\nAnswer: C", "C"), ("x = 40°.\nAnswer: C", "C"),
                             ("x = 50°.\nAnswer: C", "C")])]
     assert select_vs_rules(moved, [_samples("m", [("Answer: B", "B")])], [mc]) == {
-        **counts("check", 0, 0, 0, rule_right=0), **counts("value", 1, 1, 0)}
+        **counts("check", 0, 0, 0, rule_right=0), **counts("value", 1, 1, 0), **counts("recompute", 1, 1, 0)}
 
 
 def test_value_vote_reads_each_candidates_value():
@@ -209,6 +211,26 @@ def test_value_vote_reads_each_candidates_value():
                             ("x = 40°.", None)])
     assert value_vote(record, mc) == "B"  # two moved to B; 45° is no option's value, so D stays D; None no vote
     assert letter_binding([record], [mc])["value_vote_acc"] == 100.0
+
+
+def test_arithmetic_diagnostics_and_the_recompute_vote():
+    from eval.evaluate import arithmetic_diagnostics, recompute_vote
+
+    mc = Problem(id="m", image="/i.png", question="BC?", choices=("3", "4", "6", "8"), answer="B")
+    free = Problem(id="f", image="/i.png", question="n?", choices=None, answer="7")
+    record = _samples("m", [("AB = 4 + 4 = 8. BC = 2 × 8 ÷ 4 = 3.\nAnswer: A", "A"),   # 2 steps, the last wrong: 4 is B
+                            ("AB = 4 + 4 = 8. BC = 2 × 8 ÷ 4 = 3.\nAnswer: A", "A"),   # the same
+                            ("AB = 4 + 4 = 9. BC = 2 × 8 ÷ 4 = 4.\nAnswer: B", "B"),   # right letter, first step wrong
+                            ("BC = 2 × 8 ÷ 4 = 4.", None)], gold="B")                  # no answer: not read
+    free_record = _samples("f", [("n = 3 + 4 = 7.\nAnswer: 7", "7")], gold="7")     # 1 step, right
+    assert recompute_vote(record, mc) == "B"  # the vote says A; redoing the last steps moves all three to B
+    assert arithmetic_diagnostics([record, free_record], [mc, free]) == {
+        "arith_steps": 7, "arith_step_error_rate": pytest.approx(300 / 7),
+        "arith_wrong_rationale_rate": 75.0, "arith_wrong_among_correct": 50.0, "recompute_vote_acc": 100.0}
+    # a step whose true value is no option's: the sample keeps the option of the value it wrote (C: 6)
+    kept = _samples("m", [("BC = 2 × 5 = 6.\nAnswer: D", "D")])
+    assert recompute_vote(kept, mc) == "C"
+    assert arithmetic_diagnostics([], [mc])["arith_step_error_rate"] is None
 
 
 def test_pointer_diagnostics_follow_the_shown_order():

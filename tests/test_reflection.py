@@ -123,6 +123,22 @@ def test_value_check_drops_lucky_positives_only_when_asked():
     assert "value differs from its option" not in plain_stats["candidates"]
 
 
+def test_arith_check_drops_positives_with_a_wrong_step_only_when_asked():
+    sloppy = (f"[sloppy] x = 5 + 5 = 20{LONG}. Answer: B", "B", True, False)   # right letter, wrong step
+    careful = (f"[careful] x = 10 + 10 = 20{LONG}. Answer: B", "B", True, False)
+    wrong_neg = (f"[neg] x = 5 + 5 = 30{LONG}. Answer: C", "C", False, False)   # negatives are kept
+    probs = [problem(0)]
+    pool = [(0, [rec("p0", [sloppy, careful, wrong_neg])])]
+    plain, plain_stats = build_mix(probs, pool, 1, 0, MixConfig(cot_per_question=3), PCFG)
+    checked, stats = build_mix(probs, pool, 1, 0, MixConfig(cot_per_question=3, arith_check=True), PCFG)
+    cot = lambda items: sorted(it["response"][:9] for it in items if it["kind"] == "cot")
+    assert cot(plain) == ["[careful]", "[sloppy] "]
+    assert cot(checked) == ["[careful]"]
+    assert stats["candidates"]["wrong arithmetic step"] == 1 and "wrong arithmetic step" not in plain_stats["candidates"]
+    assert stats["candidates"]["kept negative"] == 1
+    assert not any("[sloppy]" in it["prompt"] + it["response"] for it in checked)
+
+
 def test_prompts_show_choices_in_training_like_at_test_time():
     p = problem(0)
     items, _ = build_mix([p], [(0, [rec("p0", [pos("a"), pos("b"), neg("c")])])], 1, 0, MixConfig(), PCFG)
