@@ -90,9 +90,13 @@ def test_geosynth_model_script_smoke(tmp_path):
 
     out = geosynth_model.main(["--out", str(tmp_path / "model"), "--work", str(tmp_path / "work"), "--train", "64",
                                "--test", "12", "--batch", "8", "--max_steps", "4", "--eval_every", "2",
-                               "--eval_questions", "6", "--workers", "1", "--target", "30", "--judge_items", "8"])
+                               "--eval_questions", "6", "--workers", "1", "--target", "30", "--judge_items", "8",
+                               "--arith_items", "8"])
     info = json.loads((out / "geosynth_model.json").read_text())
     assert info["judge_items"] == 8 and "and 8 self-select items built from them" in (out / "README.md").read_text()
+    assert info["arith_items"] == 8 and "and 8 arithmetic drill items" in (out / "README.md").read_text()
+    # every save records how many arithmetic steps its greedy answers wrote wrong (None: it wrote none)
+    assert all("arith_step_error_rate" in h for h in info["history"])
     assert [h["step"] for h in info["history"]] == [2, 4]
     assert info["kept_step"] in (2, 4) and info["num_eval"] == 6 and info["num_test"] == 12
     assert 0 <= info["test_at_1"] <= 100 and info["weight_bytes"] < 25e6  # bf16 copy under the 25 MB budget

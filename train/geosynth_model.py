@@ -14,7 +14,8 @@ training stops at the first save that reaches --target, and the save closest to 
 leaves headroom for self-improvement. The kept model is saved in bf16 (to stay under 25 MB) with a
 model card (README.md) recording how it was made and its Test@1 on the whole test split.
 `--size medium` makes a ~30M-parameter model the same way, for GPU runs (too large to ship).
-`--judge_items N` adds N self-select items built from the gold rationales with swapped answer
+`--arith_items N` adds N arithmetic drill items (data_gen.drills): a base model that can compute,
+as a pretrained one can. `--judge_items N` adds N self-select items built from the gold rationales with swapped answer
 letters (data_gen.reflection.judge_items; not part of R3V): a base model that starts with some of
 the judgement a pretrained 7B model brings.
 """
@@ -27,11 +28,13 @@ import sys
 from pathlib import Path
 
 from core.config import ModelConfig, PromptConfig, SampleConfig
-from core.io import atomic_write_json, atomic_write_text, read_json
+from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from data_gen import geosynth
+from data_gen.drills import arithmetic_items
 from data_gen.geoqa import load_split
 from data_gen.reflection import judge_items, warmup_items
+from eval.evaluate import arithmetic_diagnostics
 from eval.metrics import accuracy
 from infer.build_model import build
 from infer.sample import cot_items, sample_items
@@ -87,11 +90,18 @@ def architecture(model_dir: Path) -> dict:
             "vision_blocks": vision["depth"], "vision_width": vision["embed_dim"]}
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def model_card(info: dict) -> str:
-    rows = "\n".join(f"| {h['step']} | {h['loss']} | {h['test_at_1']:.1f} |" for h in info["history"])
+    rows = "\n".join(f"| {h['step']} | {h['loss']} | {h['test_at_1']:.1f} | {_percent(h.get('arith_step_error_rate'))} |"
+                     for h in info["history"])
     arch = info["architecture"]
     judge = (f" and {info['judge_items']} self-select items built from them with swapped answer letters "
              "(`--judge_items`, not part of R3V)" if info.get("judge_items") else "")
+    judge += (f" and {info['arith_items']} arithmetic drill items, steps of them with new operands "
+              "(`--arith_items`, not part of R3V)" if info.get("arith_items") else "")
     role = ("The default base model of `python run.py`." if info["size"] == "small" else
             f"A larger GeoSynth model (`--size {info['size']}`) for GPU runs; too large to ship in the repository.")
     return f"""# geosynth-{info['size']}: a from-scratch Qwen2-VL for GeoSynth
@@ -112,8 +122,8 @@ def model_card(info: dict) -> str:
   and test never share a problem), measured on {info['device']}: **{info['test_at_1']:.1f}%**
   (4 choices: chance is 25%; about 30% of the questions give a needed value only in the figure).
 
-| step | mean train loss since the last save | Test@1 (%, {info['num_eval']} questions) |
-|---|---|---|
+| step | mean train loss since the last save | Test@1 (%, {info['num_eval']} questions) | arithmetic steps written wrong (%) |
+|---|---|---|---|
 {rows}
 """
 
@@ -141,6 +151,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--judge_items", type=int, default=0,
                         help="also train on this many self-select items built from gold rationales with "
                              "swapped answer letters (not part of R3V; data_gen.reflection.judge_items)")
+    parser.add_argument("--arith_items", type=int, default=0,
+                        help="also train on this many arithmetic drill items, steps of the gold rationales with "
+                             "new operands (not part of R3V; data_gen.drills)")
     parser.add_argument("--size", default="small", choices=("small", "medium"),
                         help="small: ~8M parameters, shipped (bf16 under 25 MB); medium: ~30M, for GPU runs")
     args = parser.parse_args(argv)
@@ -168,13 +181,17 @@ def main(argv: list[str] | None = None) -> Path:
     items = warmup_items(train_set, PromptConfig(), len(train_set), args.seed)
     if args.judge_items:
         items += judge_items(train_set, PromptConfig(), args.judge_items, args.seed)
+    if args.arith_items:
+        items += arithmetic_items(train_set, args.arith_items, args.seed)
     cfg = PretrainConfig(lr=args.lr, batch=args.batch, max_steps=args.max_steps, eval_every=args.eval_every,
                          seed=args.seed, workers=args.workers)
 
     def on_save(step: int, folder: Path, entry: dict) -> bool:
         entry["test_at_1"] = evaluate(folder, test_eval, folder / "test_greedy.jsonl", args.eval_batch)
-        log.info("step %d: loss %.4f, Test@1 %.1f%% on %d test questions", step, entry["loss"],
-                 entry["test_at_1"], len(test_eval))
+        entry["arith_step_error_rate"] = arithmetic_diagnostics(read_jsonl(folder / "test_greedy.jsonl"),
+                                                                test_eval)["arith_step_error_rate"]
+        log.info("step %d: loss %.4f, Test@1 %.1f%% on %d test questions, %s%% of arithmetic steps wrong", step,
+                 entry["loss"], entry["test_at_1"], len(test_eval), entry["arith_step_error_rate"])
         out_of_time = args.max_minutes > 0 and entry["seconds"] >= args.max_minutes * 60
         return entry["test_at_1"] >= args.target or out_of_time
 
@@ -189,7 +206,7 @@ def main(argv: list[str] | None = None) -> Path:
     info = {"command": "python -m train.geosynth_model " + " ".join(argv if argv is not None else sys.argv[1:]),
             "size": args.size, "architecture": architecture(init),
             "parameters": build_info["parameters"], "vocab": build_info["vocab"], "weight_bytes": weight_bytes,
-            "num_train": len(train_set), "judge_items": args.judge_items, "num_test": len(test_set), "num_eval": len(test_eval), "seed": args.seed,
+            "num_train": len(train_set), "judge_items": args.judge_items, "arith_items": args.arith_items, "num_test": len(test_set), "num_eval": len(test_eval), "seed": args.seed,
             "lr": args.lr, "batch": args.batch, "difficulty": args.difficulty, "kept_step": kept["step"],
             "test_at_1": kept.get("test_at_1_all", kept["test_at_1"]),
             "device": torch.cuda.get_device_name() if on_gpu else "CPU", "history": history}
