@@ -39,7 +39,7 @@ def _draw(number: str, rng: random.Random) -> str:
 
 def _write(expression: str, value: float) -> str:
     """The step as the rationales write it: squares expanded first ("8² + 15² = 64 + 225 = 289")."""
-    result = f"{int(value)}" + ("°" if "°" in expression else "")
+    result = (f"{int(value)}" if float(value).is_integer() else f"{value:.10g}") + ("°" if "°" in expression else "")
     if "²" not in expression:
         return f"{expression} = {result}"
     expanded = _SQUARE_RE.sub(lambda m: str(int(m.group(1)) ** 2), expression)

@@ -8,10 +8,12 @@ A step is two sides of an "=" that are both plain arithmetic (numbers, + - × ÷
     "AB² = 8² + 15² = 64 + 144 = 16"          two steps: 289 vs 208 and 208 vs 16 (both wrong)
 
 A side is read only where it is whole: the left side is the arithmetic right before the "=", and
-is not read when symbols come before it that it belongs to ("180° - ∠A - 85° = ..." has no
-left side); the right side is the arithmetic right after the "=" up to the end of its clause, and
+is read only where it starts the text between two "="s or follows the end of a sentence or clause
+(". ", ", ", "; ", a new line), so a word, symbol or ratio it belongs to is never cut off ("180° -
+∠A - 85° = ...", "sin 30° × 8 = 4", "AD : DB = 1 : 2 = ..." have no left side); the right side is the arithmetic right after the "=" up to the end of its clause, and
 is not read when it goes on with a symbol ("= 2 × ∠ACB"). Nothing is evaluated but numbers and
-operators (an ast walk, no eval).
+operators (an ast walk, no eval); "1,000" reads as 1000, and a written decimal may round ("10 ÷ 3 =
+3.33" is right). A step that is not read is never counted wrong: the rates are over the steps read.
 
 Not R3V: R3V judges a rationale by its final answer only. These steps show what a judge of the
 candidates would need to do after the loop has fixed the letter binding (eval.evaluate
@@ -29,6 +31,10 @@ from itertools import pairwise
 
 _ARITH_CHARS = set("0123456789.+-−×÷*/·()²³° ")
 _OPERATOR_RE = re.compile(r"[\d)²³°]\s*[-−+×÷*/·]\s*[(\d]")
+_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# what may come before a left side that does not start its segment: the end of a sentence (or a clause: ", ")
+_LEFT_BOUNDARY_RE = re.compile(r"[.\n]\s*$")
+_MAX_SIDE = 200
 _CLAUSE_END_RE = re.compile(r"(?:$|[,;:\n]|(?:so|then|and|which|because|since)\b)", re.IGNORECASE)
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.Pow: operator.pow}
@@ -43,7 +49,11 @@ class Step:
 
     @property
     def wrong(self) -> bool:
-        return abs(self.expected - self.written) > 1e-6 * max(1.0, abs(self.expected))
+        """Whether the written result is not the left side's value, up to the rounding a written
+        decimal allows ("10 ÷ 3 = 3.33" is right; "7 ÷ 2 = 3" is wrong)."""
+        decimals = re.fullmatch(r"\s*-?\d+\.(\d+)\s*°?\s*", self.right)
+        tolerance = 0.5 * 10 ** -len(decimals.group(1)) if decimals else 1e-6 * max(1.0, abs(self.expected))
+        return abs(self.expected - self.written) > tolerance + 1e-12
 
 
 def evaluate(expression: str) -> float | None:
@@ -52,7 +62,7 @@ def evaluate(expression: str) -> float | None:
             .replace("−", "-").replace("²", "**2").replace("³", "**3"))
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         return None
 
     def walk(node: ast.AST) -> float:
@@ -68,7 +78,7 @@ def evaluate(expression: str) -> float | None:
 
     try:
         return walk(tree.body)
-    except (ValueError, ZeroDivisionError, OverflowError):
+    except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
         return None
 
 
@@ -77,12 +87,16 @@ def _left_side(segment: str) -> str | None:
     start = len(segment)
     while start > 0 and segment[start - 1] in _ARITH_CHARS:
         start -= 1
-    run = segment[start:]
-    side = run.strip()
-    if not side or not (side[0].isdigit() or side[0] == "("):
-        return None  # empty, or the tail of a longer expression with symbols ("∠A - 85°")
-    if start > 0 and not run[0].isspace() and segment[start - 1] not in ",;:":
-        return None  # glued to a symbol ("∠2", "AB²")
+    sentence = list(re.finditer(r"\.\s", segment[start:]))
+    if sentence:  # "... = 8. 2 × 8 = ...": the left side starts after the sentence's end
+        start += sentence[-1].end()
+    side = segment[start:].strip()
+    if not side or not (side[0].isdigit() or side[0] == "(") or len(side) > _MAX_SIDE:
+        return None  # empty, the tail of a longer expression with symbols ("∠A - 85°"), or too long
+    before = segment[:start]
+    after_clause = before.endswith((",", ";")) and segment[start:start + 1].isspace()
+    if start > 0 and not (_LEFT_BOUNDARY_RE.search(before) or after_clause):
+        return None  # a word, symbol or ratio before it belongs to it ("∠2", "sin 30° × 8", "1 : 2")
     return side
 
 
@@ -91,9 +105,12 @@ def _right_side(segment: str) -> str | None:
     end = 0
     while end < len(segment) and segment[end] in _ARITH_CHARS:
         end += 1
+    sentence = re.search(r"\.(?:\s|$)", segment[:end])
+    if sentence:  # "= 8. 2 × 8 = ...": the right side ends with its sentence
+        end = sentence.start() + 1
     run, rest = segment[:end], segment[end:]
     side = run.strip().rstrip(".").rstrip()
-    if not side:
+    if not side or len(side) > _MAX_SIDE:
         return None
     if not (run.rstrip().endswith(".") or _CLAUSE_END_RE.match(rest)):
         return None  # arithmetic that goes on with a symbol or a unit ("2 × ∠ACB", "12 cm")
@@ -102,7 +119,7 @@ def _right_side(segment: str) -> str | None:
 
 def arithmetic_steps(text: str) -> list[Step]:
     """The steps of a rationale whose two sides are plain arithmetic, in the order written."""
-    segments = (text or "").split("=")
+    segments = _THOUSANDS_RE.sub("", text or "").split("=")
     steps = []
     for before, after in pairwise(segments):
         left, right = _left_side(before), _right_side(after)

@@ -33,9 +33,35 @@ def steps(text):
     ("∠2 = ∠1 = 50°.\nAnswer: D", []), ("no equals sign at all", []), ("", []),
     ("the area = 13 × 8 = 8 = 13.", [("13 × 8", "8", 104.0, 8.0, True)]),
     ("AB = AD + DB = 4 + 4 = 8. So x = 1.5 + 1 = 2.5, then", [("4 + 4", "8", 8.0, 8.0, False),
-                                                            ("1.5 + 1", "2.5", 2.5, 2.5, False)])])
+                                                            ("1.5 + 1", "2.5", 2.5, 2.5, False)]),
+    # a word, symbol or ratio before a number belongs to it: no left side (never a false wrong step)
+    ("sin 30° × 8 = 4", []), ("half of 8 + 2 = 6", []), ("∠ 1 + 10 = 40", []), ("AD : DB = 1 : 2 = 3 ÷ 6", []),
+    ("angle 2 = 60° + 30° = 90°", [("60° + 30°", "90°", 90.0, 90.0, False)]),
+    # after the end of a sentence or clause a left side may start
+    ("AB = 4 + 4 = 8. 2 × 8 = 15, so", [("4 + 4", "8", 8.0, 8.0, False), ("2 × 8", "15", 16.0, 15.0, True)]),
+    ("so x = 9, 2 + 3 = 5", [("2 + 3", "5", 5.0, 5.0, False)]),
+    ("x = 4 + 4 = 8.\n2 × 5 = 10", [("4 + 4", "8", 8.0, 8.0, False), ("2 × 5", "10", 10.0, 10.0, False)]),
+    # thousands separators, and brackets that do not close
+    ("500 + 500 = 1,000", [("500 + 500", "1000", 1000.0, 1000.0, False)]),
+    ("1,000 - 1 = 999", [("1000 - 1", "999", 999.0, 999.0, False)]),
+    ("(2 + 3 = 5", []), ("2 + 3) = 5", [])])
 def test_arithmetic_steps_read_whole_sides(text, expected):
     assert steps(text) == expected
+
+
+@pytest.mark.parametrize("text,wrong", [
+    ("10 ÷ 3 = 3.33", False), ("10 ÷ 3 = 3.3", False), ("10 ÷ 3 = 3.4", True),  # a decimal may round
+    ("7 ÷ 2 = 3", True), ("7 ÷ 2 = 4", True), ("7 ÷ 2 = 3.5", False)])         # a whole number may not
+def test_written_decimals_may_round(text, wrong):
+    (step,) = arithmetic_steps(text)
+    assert step.wrong is wrong
+
+
+def test_long_or_deep_sides_are_not_read():
+    chain = " + ".join(["1"] * 1500)
+    assert evaluate(chain) is None or evaluate(chain) == 1500.0  # no RecursionError either way
+    assert arithmetic_steps(f"x = {chain} = 5") == []
+    assert evaluate("(" * 500 + "1" + ")" * 500) in (None, 1.0)
 
 
 def test_wrong_steps_and_recomputed_value():

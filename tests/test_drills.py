@@ -1,5 +1,7 @@
 """data_gen.drills: arithmetic drill items drawn from the steps of GeoSynth gold rationales."""
 
+import re
+
 import pytest
 
 from data_gen.drills import _write, arithmetic_items, templates
@@ -32,6 +34,16 @@ def test_drills_are_right_whole_and_new():
         assert it["image"] in {p.image for p in problems}
         new += expression not in gold_steps
     assert new > 200  # the operands are drawn afresh, not the problems' own
+    # checked without the parser that built them: products and differences from 180 by integer arithmetic
+    checked = 0
+    for it in items:
+        if m := re.fullmatch(r"Compute (\d+) × (\d+)\.", it["prompt"]):
+            assert it["response"].endswith(f"= {int(m.group(1)) * int(m.group(2))}")
+            checked += 1
+        elif m := re.fullmatch(r"Compute 180° - (\d+)°\.", it["prompt"]):
+            assert it["response"] == f"180° - {m.group(1)}° = {180 - int(m.group(1))}°"
+            checked += 1
+    assert checked >= 20
     assert arithmetic_items(problems, 300, seed=1) == items  # seeded
     assert arithmetic_items(problems, 300, seed=2) != items
 
@@ -42,6 +54,7 @@ def test_constants_stay_and_results_are_written_as_rationales_do():
         assert it["prompt"].startswith("Compute (180° - ") and it["response"].endswith("°")
     assert _write("8² + 15²", 289.0) == "8² + 15² = 64 + 225 = 289"
     assert _write("2 × 40°", 80.0) == "2 × 40° = 80°"
+    assert _write("9 ÷ 2", 4.5) == "9 ÷ 2 = 4.5"  # a fallback gold step that is no whole number is not cut
 
 
 def test_no_templates_is_a_clear_error():

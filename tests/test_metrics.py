@@ -231,6 +231,14 @@ def test_arithmetic_diagnostics_and_the_recompute_vote():
     kept = _samples("m", [("BC = 2 × 5 = 6.\nAnswer: D", "D")])
     assert recompute_vote(kept, mc) == "C"
     assert arithmetic_diagnostics([], [mc])["arith_step_error_rate"] is None
+    # the recompute rule decides where the value rule does not: A, A (3 is A's value), B -> both votes say A,
+    # redoing 2 × 8 ÷ 4 moves all three to B
+    split = _samples("m", [("BC = 2 × 8 ÷ 4 = 3.\nAnswer: A", "A")] * 2 + [("BC = 2 × 8 ÷ 4 = 4.\nAnswer: B", "B")],
+                     gold="B")
+    rules = select_vs_rules([split], [_samples("m", [("Answer: B", "B")])], [mc])
+    assert rules["value_decides"] == 0 and rules["check_decides"] == 0
+    assert (rules["recompute_decides"], rules["recompute_decides_select_rule"], rules["recompute_decides_rule_right"],
+            rules["recompute_decides_vote_right"]) == (1, 1, 1, 0)
 
 
 def test_pointer_diagnostics_follow_the_shown_order():

@@ -97,6 +97,7 @@ def test_geosynth_model_script_smoke(tmp_path):
     assert info["arith_items"] == 8 and "and 8 arithmetic drill items" in (out / "README.md").read_text()
     # every save records how many arithmetic steps its greedy answers wrote wrong (None: it wrote none)
     assert all("arith_step_error_rate" in h for h in info["history"])
+    assert "arithmetic steps written wrong (%)" in (out / "README.md").read_text()
     assert [h["step"] for h in info["history"]] == [2, 4]
     assert info["kept_step"] in (2, 4) and info["num_eval"] == 6 and info["num_test"] == 12
     assert 0 <= info["test_at_1"] <= 100 and info["weight_bytes"] < 25e6  # bf16 copy under the 25 MB budget
