@@ -95,6 +95,8 @@ def test_geosynth_model_script_smoke(tmp_path):
     info = json.loads((out / "geosynth_model.json").read_text())
     assert info["judge_items"] == 8 and "and 8 self-select items built from them" in (out / "README.md").read_text()
     assert info["arith_items"] == 8 and "and 8 arithmetic drill items" in (out / "README.md").read_text()
+    assert "not the default base model" in (out / "README.md").read_text()  # extra items: a variant, not the shipped recipe
+    assert "The default base model" in geosynth_model.model_card({**info, "judge_items": 0, "arith_items": 0})
     # every save records how many arithmetic steps its greedy answers wrote wrong (None: it wrote none)
     assert all("arith_step_error_rate" in h for h in info["history"])
     assert "arithmetic steps written wrong (%)" in (out / "README.md").read_text()

@@ -102,8 +102,13 @@ def model_card(info: dict) -> str:
              "(`--judge_items`, not part of R3V)" if info.get("judge_items") else "")
     judge += (f" and {info['arith_items']} arithmetic drill items, steps of them with new operands "
               "(`--arith_items`, not part of R3V)" if info.get("arith_items") else "")
-    role = ("The default base model of `python run.py`." if info["size"] == "small" else
-            f"A larger GeoSynth model (`--size {info['size']}`) for GPU runs; too large to ship in the repository.")
+    if info["size"] != "small":
+        role = f"A larger GeoSynth model (`--size {info['size']}`) for GPU runs; too large to ship in the repository."
+    elif info.get("judge_items") or info.get("arith_items"):
+        role = ("A variant of the default base model's recipe with extra training items that are not part of R3V; "
+                "not the default base model of `python run.py`.")
+    else:
+        role = "The default base model of `python run.py`."
     return f"""# geosynth-{info['size']}: a from-scratch Qwen2-VL for GeoSynth
 
 {role} Made by:
