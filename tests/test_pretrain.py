@@ -93,6 +93,7 @@ def test_geosynth_model_script_smoke(tmp_path):
                                "--eval_questions", "6", "--workers", "1", "--target", "30", "--judge_items", "8",
                                "--arith_items", "8"])
     info = json.loads((out / "geosynth_model.json").read_text())
+    assert info["lr"] == 1e-3  # the small size's default, the shipped recipe
     assert info["judge_items"] == 8 and "and 8 self-select items built from them" in (out / "README.md").read_text()
     assert info["arith_items"] == 8 and "and 8 arithmetic drill items" in (out / "README.md").read_text()
     assert "not the default base model" in (out / "README.md").read_text()  # extra items: a variant, not the shipped recipe
@@ -121,6 +122,7 @@ def test_geosynth_model_medium_size(tmp_path):
     out = geosynth_model.main(["--out", str(tmp_path / "model"), "--size", "medium", *common])
     info = json.loads((out / "geosynth_model.json").read_text())
     assert info["size"] == "medium" and info["parameters"] > 25e6
+    assert info["lr"] == 3e-4 and "lr 0.0003" in (out / "README.md").read_text()  # the medium size's own default
     assert info["architecture"] == {"layers": 8, "hidden": 512, "vision_blocks": 6, "vision_width": 192}
     card = (out / "README.md").read_text()
     assert card.startswith("# geosynth-medium") and "8 layers" in card and "too large to ship" in card

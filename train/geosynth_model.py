@@ -13,7 +13,8 @@ training stops at the first save that reaches --target, and the save closest to 
 [--low, --high] is kept, so the model writes well-formed rationales and has begun to compute, yet
 leaves headroom for self-improvement. The kept model is saved in bf16 (to stay under 25 MB) with a
 model card (README.md) recording how it was made and its Test@1 on the whole test split.
-`--size medium` makes a ~30M-parameter model the same way, for GPU runs (too large to ship).
+`--size medium` makes a ~30M-parameter model the same way (at lr 3e-4 by default), for GPU runs (too large
+to ship).
 `--arith_items N` adds N arithmetic drill items (data_gen.drills), meant to give a base model that can
 compute, as a pretrained one can (measured in session 12, docs/results.md: 6,000 drills cut the
 wrong steps from 41% to 31% but delayed the way out of chance, and the loop from that base gained
@@ -43,6 +44,11 @@ from infer.sample import cot_items, sample_items
 from train.pretrain import PretrainConfig, pretrain, step_dir
 
 log = get_logger("geosynth_model")
+
+# A from-scratch model needs a large rate, but not too large for the medium size: at 1e-3 and batch 64 it stayed
+# at chance for 7 and 18 minutes on an H200 (sessions 7 and 12); at 3e-4 it left chance at step 1,300 and reached
+# Test@1 43% at step 2,000 in 6 minutes (session 13, docs/results.md).
+DEFAULT_LR = {"small": 1e-3, "medium": 3e-4}
 
 
 def corpus_text(problems) -> str:
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--test", type=int, default=500, help="GeoSynth test problems for stage selection")
     parser.add_argument("--difficulty", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--lr", type=float, default=1e-3, help="a from-scratch model needs a large rate")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate; default by --size: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()))
     parser.add_argument("--batch", type=int, default=64, help="global batch (one device)")
     parser.add_argument("--max_steps", type=int, default=8000, help="most optimizer steps")
     parser.add_argument("--eval_every", type=int, default=250, help="steps between two saves + evaluations")
@@ -164,6 +171,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--size", default="small", choices=("small", "medium"),
                         help="small: ~8M parameters, shipped (bf16 under 25 MB); medium: ~30M, for GPU runs")
     args = parser.parse_args(argv)
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.size]
 
     import torch
 
