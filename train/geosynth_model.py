@@ -47,7 +47,8 @@ log = get_logger("geosynth_model")
 
 # A from-scratch model needs a large rate, but not too large for the medium size: at 1e-3 and batch 64 it stayed
 # at chance for 7 and 18 minutes on an H200 (sessions 7 and 12); at 3e-4 it left chance at step 1,300 and reached
-# Test@1 43% at step 2,000 in 6 minutes (session 13, docs/results.md).
+# Test@1 43% at step 2,000 in 6 minutes with evaluations (session 13, docs/results.md; at 1e-3 with
+# batch 256 it left chance too).
 DEFAULT_LR = {"small": 1e-3, "medium": 3e-4}
 
 
