@@ -118,7 +118,7 @@ def local_size(hidden: int, intermediate: int, layers: int, heads: int, kv_heads
 LOCAL = {
     # tiny: trains in seconds on CPU (tests); images of 56x56 to 112x112 px (4 to 16 image tokens).
     "tiny": local_size(64, 128, 2, 4, 2, [2, 3, 3], 2, 32, 2, (56 * 56, 112 * 112), vision_mlp=2),
-    # small: ~8M parameters, the from-scratch GeoSynth model of train/geosynth_model.py (bf16 fits the
+    # small: ~8M parameters, the from-scratch GeoSynth model of experiments/geosynth_model.py (bf16 fits the
     # 25 MB budget for a model shipped in the repository); 224x224 diagrams -> 64 image tokens.
     "small": local_size(256, 1024, 6, 4, 2, [8, 12, 12], 4, 128, 4, (56 * 56, 224 * 224)),
     # medium: ~30M parameters, for GPU runs that test whether model size limits what the loop can
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--arch", default="qwen2_vl", choices=ARCHES, help="model family")
     parser.add_argument("--size", default="tiny", choices=SIZES,
                         help="tiny (tests), small / medium (from-scratch GeoSynth models, "
-                             "train/geosynth_model.py), or a real architecture: qwen2_vl 2b|7b, qwen2_5_vl 3b|7b")
+                             "experiments/geosynth_model.py), or a real architecture: qwen2_vl 2b|7b, qwen2_5_vl 3b|7b")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--corpus", default=None, help="extra text file for the tiny tokenizer")
     parser.add_argument("--device", default=None, help="where to draw 2b/3b/7b weights (default: cuda if any)")

@@ -265,7 +265,7 @@ def test_real_2b_builds_and_generates_on_gpu(tmp_path, tiny_images):
 
 
 def test_small_size_config():
-    """The small size (train/geosynth_model.py): ~8M parameters, mrope sections summing to head_dim / 2."""
+    """The small size (experiments/geosynth_model.py): ~8M parameters, mrope sections summing to head_dim / 2."""
     from infer.build_model import build_config
 
     config = build_config("qwen2_vl", "small", vocab_size=2700)
@@ -275,7 +275,7 @@ def test_small_size_config():
 
 
 def test_medium_size_config():
-    """The medium size (train/geosynth_model.py --size medium): wider and deeper than small, valid rope."""
+    """The medium size (experiments/geosynth_model.py --size medium): wider and deeper than small, valid rope."""
     from infer.build_model import build_config
 
     small = build_config("qwen2_vl", "small", vocab_size=2700)

@@ -4,7 +4,7 @@
   GPU), LLaMA-Factory training through torchrun on all of them; then iteration 0 again on one GPU:
   the merged samples must be the same records, byte for byte.
 - the sampler benchmark's data-parallel path on 1 and all GPUs (same samples).
-Skipped without CUDA (tests/conftest.py). Nothing here is mocked.
+Skipped without CUDA (conftest.py). Nothing here is mocked.
 """
 
 import os

@@ -1,6 +1,6 @@
 """The self-training loop end to end on CPU: real sampling, real LLaMA-Factory training, resume.
 
-Uses the warm tiny model (tests/conftest.py) so samples carry answers and the mix has every kind.
+Uses the warm tiny model (conftest.py) so samples carry answers and the mix has every kind.
 """
 
 import json

@@ -1,6 +1,6 @@
 """Sampler: seeded sampling math, K samples per question, greedy determinism, shards, resume, adapters.
 
-The model tests use the real tiny Qwen2-VL (tests/conftest.py) through the real generate path;
+The model tests use the real tiny Qwen2-VL (conftest.py) through the real generate path;
 the shard/merge bookkeeping tests use a scripted fake generator (no model needed for them).
 """
 

@@ -239,5 +239,5 @@ def pretrain(init_dir: Path, items: list[dict], work: Path, cfg: PretrainConfig,
 
 
 if __name__ == "__main__":
-    raise SystemExit("use train.geosynth_model (python -m train.geosynth_model --help)")
+    raise SystemExit("use experiments.geosynth_model (python -m experiments.geosynth_model --help)")
 

@@ -2,20 +2,20 @@
 
 Self-select beats majority voting only where the model can tell a right candidate from a wrong one.
 The small GeoSynth model's commonest error is binding: it computes the right value, then names
-another option (docs/results.md). Judge items (data_gen.reflection.judge_items) isolate that check:
+another option (docs/results.md). Judge items (experiments.mix_variants.judge_items) isolate that check:
 three candidates, each the gold rationale or a copy of it whose last line names another option; the
 target is the gold answer. Voting gets a set right only when the gold letter holds the majority (or,
 in a three-way tie, is listed first); a model that reads each candidate's computed value and finds its option gets every set right.
 
-The probe fine-tunes a model folder on judge items from GeoSynth train problems (train/pretrain.py,
+The probe fine-tunes a model folder on judge items from GeoSynth train problems (experiments/pretrain.py,
 loss on the answer), then answers judge items from test problems greedily, before and after, and
 reports accuracy by candidate pattern beside voting's. It also measures greedy zero-shot CoT Test@1
 before and after (does learning to judge cost solving?).
 
-    python -m bench.select_judge_probe --model models/geosynth-small --steps 1500 --lr 3e-4   # one GPU
-    python -m bench.select_judge_probe --work /tmp/p --train 16 --test 12 --steps 2 --batch 4 --eval_every 2 \\
+    python -m experiments.select_judge_probe --model models/geosynth-small --steps 1500 --lr 3e-4   # one GPU
+    python -m experiments.select_judge_probe --work /tmp/p --train 16 --test 12 --steps 2 --batch 4 --eval_every 2 \\
         --workers 1 --cot_questions 3                                                       # CPU smoke run
-    python -m bench.select_judge_probe --model outputs/<run>/iter_3/model --work /tmp/p3 --train 16 --steps 0 \\
+    python -m experiments.select_judge_probe --model outputs/<run>/iter_3/model --work /tmp/p3 --train 16 --steps 0 \\
         --cot_questions 0                                                  # judge items only, no training
 
 Not part of R3V: a diagnostic. Results: docs/results.md ("Session 7").
@@ -33,12 +33,12 @@ from core.io import atomic_write_json, read_json
 from core.log import get_logger
 from data_gen import geosynth
 from data_gen.geoqa import load_split
-from data_gen.reflection import judge_items
+from experiments.mix_variants import judge_items
 from eval.metrics import accuracy, majority_vote
 from infer.sample import Item, sample_items
 from data_gen import prompts
-from train.geosynth_model import cot_answers, evaluate, save_bf16
-from train.pretrain import PretrainConfig, pretrain, step_dir
+from experiments.geosynth_model import cot_answers, evaluate, save_bf16
+from experiments.pretrain import PretrainConfig, pretrain, step_dir
 
 log = get_logger("select_judge_probe")
 PATTERNS = ("3 right", "2 right", "1 right, two wrong letters", "1 right, wrong majority")

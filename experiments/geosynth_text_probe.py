@@ -4,10 +4,10 @@ A Qwen2 causal LM with the small model's text shape (6 layers, hidden 256, its t
 models/geosynth-small), random weights, trained on GeoSynth question + choices -> gold rationale
 (loss on the rationale), no images (image_only_share 0). Every `every` steps: greedy accuracy on
 300 difficulty-1 test questions and 300 train questions. It tells how many optimizer steps the
-from-scratch model (train/pretrain.py) needs before test accuracy leaves chance.
+from-scratch model (experiments/pretrain.py) needs before test accuracy leaves chance.
 
-    python -m bench.geosynth_text_probe n=20000 steps=6000 every=1000 bs=64 d=1 rename=0
-    python -m bench.geosynth_text_probe n=60000 steps=6000 every=1000 bs=64 d=1,2,3 rename=0
+    python -m experiments.geosynth_text_probe n=20000 steps=6000 every=1000 bs=64 d=1 rename=0
+    python -m experiments.geosynth_text_probe n=60000 steps=6000 every=1000 bs=64 d=1,2,3 rename=0
 
 Options (key=value): n train items, steps, every, bs batch, lr, d difficulties (cycled),
 rename=1 renames the points with random letters per item, layers, hid.

@@ -1,10 +1,10 @@
-"""data_gen.drills: arithmetic drill items drawn from the steps of GeoSynth gold rationales."""
+"""experiments.drills: arithmetic drill items drawn from the steps of GeoSynth gold rationales."""
 
 import re
 
 import pytest
 
-from data_gen.drills import _write, arithmetic_items, templates
+from experiments.drills import _write, arithmetic_items, templates
 from data_gen.geosynth import make_item
 from data_gen.problem import Problem
 from eval.arithmetic import arithmetic_steps, evaluate, wrong_steps

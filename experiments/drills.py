@@ -1,4 +1,4 @@
-"""Arithmetic drill items for a from-scratch base model (train.geosynth_model --arith_items; not part of R3V).
+"""Arithmetic drill items for a from-scratch base model (experiments.geosynth_model --arith_items; not part of R3V).
 
 A pretrained VLM such as Qwen2-VL-7B can compute; a model trained from random weights on a few
 thousand rationales cannot: the shipped 8M GeoSynth model writes about 40% of its arithmetic steps

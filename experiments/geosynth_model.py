@@ -1,12 +1,12 @@
 """Train the small GeoSynth model from scratch: the default base model of `python run.py`.
 
-    python -m train.geosynth_model --out models/geosynth-small          # one GPU, a few minutes
-    python -m train.geosynth_model --out /tmp/gs --train 128 --test 16 --batch 8 --max_steps 4 --eval_every 2
+    python -m experiments.geosynth_model --out models/geosynth-small          # one GPU, a few minutes
+    python -m experiments.geosynth_model --out /tmp/gs --train 128 --test 16 --batch 8 --max_steps 4 --eval_every 2
                                                                         # CPU smoke run
 
 Nobody can download Qwen2-VL-7B on these machines, so the method is shown on a model made here:
 a ~8M-parameter Qwen2-VL (real classes; `infer.build_model --size small`, tokenizer trained on the
-GeoSynth text) is trained from random weights on GeoSynth gold rationales (train/pretrain.py: the
+GeoSynth text) is trained from random weights on GeoSynth gold rationales (experiments/pretrain.py: the
 real processor and chat template, loss on the response). Every --eval_every steps its greedy
 zero-shot CoT accuracy (Test@1, the real sampler) on --eval_questions test questions is measured;
 training stops at the first save that reaches --target, and the save closest to the target inside
@@ -15,11 +15,11 @@ leaves headroom for self-improvement. The kept model is saved in bf16 (to stay u
 model card (README.md) recording how it was made and its Test@1 on the whole test split.
 `--size medium` makes a ~30M-parameter model the same way (at lr 3e-4 by default), for GPU runs (too large
 to ship).
-`--arith_items N` adds N arithmetic drill items (data_gen.drills), meant to give a base model that can
+`--arith_items N` adds N arithmetic drill items (experiments.drills), meant to give a base model that can
 compute, as a pretrained one can (measured in session 12, docs/results.md: 6,000 drills cut the
 wrong steps from 41% to 31% but delayed the way out of chance, and the loop from that base gained
 5 points). `--judge_items N` adds N self-select items built from the gold rationales with swapped answer
-letters (data_gen.reflection.judge_items; not part of R3V): a base model that starts with some of
+letters (experiments.mix_variants.judge_items; not part of R3V): a base model that starts with some of
 the judgement a pretrained 7B model brings.
 """
 
@@ -34,14 +34,15 @@ from core.config import ModelConfig, PromptConfig, SampleConfig
 from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from data_gen import geosynth
-from data_gen.drills import arithmetic_items
+from experiments.drills import arithmetic_items
 from data_gen.geoqa import load_split
-from data_gen.reflection import judge_items, warmup_items
+from data_gen.reflection import warmup_items
+from experiments.mix_variants import judge_items
 from eval.evaluate import arithmetic_diagnostics
 from eval.metrics import accuracy
 from infer.build_model import build
 from infer.sample import cot_items, sample_items
-from train.pretrain import PretrainConfig, pretrain, step_dir
+from experiments.pretrain import PretrainConfig, pretrain, step_dir
 
 log = get_logger("geosynth_model")
 
@@ -128,7 +129,7 @@ def model_card(info: dict) -> str:
   hidden {arch['hidden']}; vision: {arch['vision_blocks']} blocks, width {arch['vision_width']}), byte-level BPE tokenizer of {info['vocab']} tokens trained
   on GeoSynth text plus the 14 Qwen2-VL special tokens, the Qwen2-VL chat template; weights in bf16
   ({info['weight_bytes'] / 1e6:.1f} MB).
-- Training: from random weights (train/pretrain.py: AdamW, lr {info['lr']}, batch {info['batch']}, bf16
+- Training: from random weights (experiments/pretrain.py: AdamW, lr {info['lr']}, batch {info['batch']}, bf16
   autocast, loss on the response tokens, vision tower trained) on {info['num_train']} GeoSynth gold
   rationales (seed {info['seed']}, difficulty {info['difficulty']}){judge}; kept: step {info['kept_step']}, the
   save whose Test@1 on {info['num_eval']} test questions was closest to the target.
@@ -142,7 +143,8 @@ def model_card(info: dict) -> str:
 """
 
 
-def main(argv: list[str] | None = None) -> Path:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the model card's rebuild command is checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="where the kept model goes (e.g. models/geosynth-small)")
     parser.add_argument("--work", default="outputs/geosynth-model", help="working folder (data, stages)")
@@ -165,13 +167,17 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--eval_batch", type=int, default=128)
     parser.add_argument("--judge_items", type=int, default=0,
                         help="also train on this many self-select items built from gold rationales with "
-                             "swapped answer letters (not part of R3V; data_gen.reflection.judge_items)")
+                             "swapped answer letters (not part of R3V; experiments.mix_variants.judge_items)")
     parser.add_argument("--arith_items", type=int, default=0,
                         help="also train on this many arithmetic drill items, steps of the gold rationales with "
-                             "new operands (not part of R3V; data_gen.drills)")
+                             "new operands (not part of R3V; experiments.drills)")
     parser.add_argument("--size", default="small", choices=("small", "medium"),
                         help="small: ~8M parameters, shipped (bf16 under 25 MB); medium: ~30M, for GPU runs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
     if args.lr is None:
         args.lr = DEFAULT_LR[args.size]
 
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> Path:
         kept["test_at_1_all"] = evaluate(kept_dir, test_set, kept_dir / "test_all_greedy.jsonl", args.eval_batch)
     weight_bytes = save_bf16(kept_dir, out)
     build_info = read_json(init / "build_info.json")
-    info = {"command": "python -m train.geosynth_model " + " ".join(argv if argv is not None else sys.argv[1:]),
+    info = {"command": "python -m experiments.geosynth_model " + " ".join(argv if argv is not None else sys.argv[1:]),
             "size": args.size, "architecture": architecture(init),
             "parameters": build_info["parameters"], "vocab": build_info["vocab"], "weight_bytes": weight_bytes,
             "num_train": len(train_set), "judge_items": args.judge_items, "arith_items": args.arith_items, "num_test": len(test_set), "num_eval": len(test_eval), "seed": args.seed,

@@ -1,4 +1,4 @@
-"""train/pretrain.py on CPU with the tiny model: batches equal the model's own inputs, and resume."""
+"""experiments/pretrain.py on CPU with the tiny model: batches equal the model's own inputs, and resume."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from core.config import PromptConfig
 from data_gen import geosynth
 from data_gen.geoqa import load_split
 from data_gen.reflection import warmup_items
-from train.pretrain import Batches, Encoder, PretrainConfig, encode_all, pretrain
+from experiments.pretrain import Batches, Encoder, PretrainConfig, encode_all, pretrain
 
 
 def items_for(tmp_path, n=12):
@@ -40,7 +40,7 @@ def test_precomputed_positions_give_the_models_own_loss(tiny_model_dir, tmp_path
 def test_pretrain_stops_when_told_goes_on_when_allowed_and_resumes(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from train.pretrain import STATE_FILE
+    from experiments.pretrain import STATE_FILE
 
     items = items_for(tmp_path)
     cfg = PretrainConfig(batch=4, max_steps=6, eval_every=2, max_pixels=112 * 112, workers=1, warmup_steps=2)
@@ -83,10 +83,10 @@ def test_pretrain_stops_when_told_goes_on_when_allowed_and_resumes(tiny_model_di
 
 
 def test_geosynth_model_script_smoke(tmp_path):
-    """train/geosynth_model.py end to end on CPU (a few steps): model folder, card, record, the kept save."""
+    """experiments/geosynth_model.py end to end on CPU (a few steps): model folder, card, record, the kept save."""
     import json
 
-    from train import geosynth_model
+    from experiments import geosynth_model
 
     out = geosynth_model.main(["--out", str(tmp_path / "model"), "--work", str(tmp_path / "work"), "--train", "64",
                                "--test", "12", "--batch", "8", "--max_steps", "4", "--eval_every", "2",
@@ -115,7 +115,7 @@ def test_geosynth_model_medium_size(tmp_path):
     """--size medium builds the larger model, says so in its card, and a work folder of another size is refused."""
     import json
 
-    from train import geosynth_model
+    from experiments import geosynth_model
 
     common = ["--work", str(tmp_path / "work"), "--train", "32", "--test", "6", "--batch", "4", "--max_steps", "2",
               "--eval_every", "2", "--eval_questions", "3", "--workers", "1"]
