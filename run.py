@@ -34,10 +34,11 @@ from data_gen.problem import Problem
 from data_gen.reflection import build_mix, check_mix_config, warmup_items
 from data_gen.sources import load_problems
 from eval.evaluate import iteration_metrics, validation_metrics
+from eval.judge import golds, sample_and_judge
 from eval.report import plot_lines, write_table
-from eval.select import select_items
+from eval.requests import cot_items, select_items
 from infer.model import ModelError, check_model_dir
-from infer.sample import Item, cot_items, sample_items
+from infer.generate import Request
 from train.sft import DONE_FILE, MODEL_DIR
 
 log = get_logger("run")
@@ -120,12 +121,14 @@ def model_for(run: Run, k: int) -> str | None:
     return str(run.iter_dir(k) / MODEL_DIR)
 
 
-def sample(run: Run, k: int, items: list[Item], out: Path, *, greedy: bool = False) -> None:
-    sample_items(items, out, model_cfg=run.cfg.model, sample_cfg=run.cfg.sample,
-                 checkpoint=model_for(run, k), greedy=greedy, rel_tol=run.cfg.data.rel_tol)
+def sample(run: Run, k: int, problems: list[Problem], requests: list[Request], out: Path, *,
+           greedy: bool = False) -> None:
+    """Sample (or greedily answer) the requests with iteration k's model and judge them against problems."""
+    sample_and_judge(requests, golds(problems), out, model_cfg=run.cfg.model, sample_cfg=run.cfg.sample,
+                     checkpoint=model_for(run, k), greedy=greedy, rel_tol=run.cfg.data.rel_tol)
 
 
-def cot(run: Run, k: int, problems: list[Problem], split: str, *, sampling_prompt: bool = False) -> list[Item]:
+def cot(run: Run, k: int, problems: list[Problem], split: str, *, sampling_prompt: bool = False) -> list[Request]:
     return cot_items(problems, run.cfg.prompt, run.cfg.seed, f"iter{k}/{split}", sampling_prompt=sampling_prompt)
 
 
@@ -177,15 +180,15 @@ def evaluate_split(run: Run, k: int, problems: list[Problem], split: str) -> Non
     """K samples, self-select among them (iterations >= 1) and greedy Test@1 on one split (test or val)."""
     d = run.iter_dir(k)
     samples = d / f"{split}_samples.jsonl"
-    step(run, f"iter{k}/sample_{split}", samples, lambda: sample(run, k, cot(run, k, problems, split), samples))
+    step(run, f"iter{k}/sample_{split}", samples, lambda: sample(run, k, problems, cot(run, k, problems, split), samples))
     if k >= 1 or run.cfg.select_at_iter0:
         step(run, f"iter{k}/select_{split}", d / f"{split}_select.jsonl",
-             lambda: sample(run, k, select_items(
+             lambda: sample(run, k, problems, select_items(
                  problems, {r["id"]: r for r in read_jsonl(samples)}, None, run.cfg.seed,
                  f"iter{k}" if split == "test" else f"iter{k}/{split}-select", run.cfg.prompt),
                  d / f"{split}_select.jsonl", greedy=True))
     step(run, f"iter{k}/greedy_{split}", d / f"{split}_greedy.jsonl",
-         lambda: sample(run, k, cot(run, k, problems, split), d / f"{split}_greedy.jsonl", greedy=True))
+         lambda: sample(run, k, problems, cot(run, k, problems, split), d / f"{split}_greedy.jsonl", greedy=True))
 
 
 def run_iteration(run: Run, k: int) -> dict:
@@ -198,7 +201,7 @@ def run_iteration(run: Run, k: int) -> dict:
         # Iteration 0 asks the untrained model for the short "Answer: X" format (REFERENCE.md §2);
         # later iterations use the CoT prompt they were trained on.
         step(run, f"iter{k}/sample_train", d / "train_samples.jsonl",
-             lambda: sample(run, k, cot(run, k, run.train, "train", sampling_prompt=k == 0),
+             lambda: sample(run, k, run.train, cot(run, k, run.train, "train", sampling_prompt=k == 0),
                             d / "train_samples.jsonl"))
     evaluate_split(run, k, run.test, "test")
     if run.val:

@@ -70,10 +70,10 @@ from data_gen.reflection import build_mix
 from data_gen.sources import load_problems
 from eval.evaluate import gold_key
 from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
+from eval.judge import golds, sample_and_judge
 from eval.report import plot_lines, write_table
-from eval.select import select_items
+from eval.requests import cot_items, select_items
 from infer.model import ModelError, check_model_dir
-from infer.sample import cot_items, sample_items
 
 log = get_logger("scaling")
 
@@ -293,9 +293,11 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
     log.info("model: %s%s; %d test questions, M=%d samples each", cfg.model.base_model,
              f" + {ckpt}" if ckpt else "", len(test), cfg.num_test_samples)
 
+    gold = golds(test)
+
     def run(items, name, **kw):
-        return sample_items(items, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample, checkpoint=ckpt,
-                            rel_tol=cfg.data.rel_tol, **kw)
+        return sample_and_judge(items, gold, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample,
+                                checkpoint=ckpt, rel_tol=cfg.data.rel_tol, **kw)
 
     samples = _by_test_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_samples.jsonl",
                                  num_samples=cfg.num_test_samples), test, out / "test_samples.jsonl")

@@ -45,7 +45,8 @@ def make_parser() -> argparse.ArgumentParser:
 def make_job(args, model: Path, data: Path, out: Path):
     from core.config import ModelConfig, PromptConfig
     from data_gen.geoqa import load_split
-    from infer.sample import SampleJob, cot_items
+    from eval.requests import cot_items
+    from infer.sample import SampleJob
 
     items = cot_items(load_split(data, "test"), PromptConfig(), args.seed, "bench")
     model_cfg = ModelConfig(base_model=str(model))

@@ -143,6 +143,14 @@ def shown_order(prompt: str, predictions: list[str]) -> list[int] | None:
     return order
 
 
+def listed_order(select: dict, sample: dict) -> list[int] | None:
+    """Sample indices in the order the select record's prompt lists them: its `shown` field
+    (eval.requests writes it), else read back from the prompt (files written before it existed)."""
+    if "shown" in select:
+        return select["shown"]
+    return shown_order(select["prompt"], sample["predictions"])
+
+
 def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> dict:
     """Select outputs that name a candidate first (mix.select_target=pointer): does the model copy
     the named candidate's answer, and does it name a correct candidate more often than chance
@@ -152,7 +160,7 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
     for r in selects:
         position = prompts.read_pointer(r["predictions"][0])
         sample = samples_by_id[r["id"]]
-        order = shown_order(r["prompt"], sample["predictions"]) if position else None
+        order = listed_order(r, sample) if position else None
         if order is None or not 1 <= position <= len(order):
             continue
         j = order[position - 1]
@@ -182,7 +190,7 @@ def _listed_lines(samples: list[dict], selects: list[dict], line: re.Pattern):
     for r in selects:
         found = line.findall(r["predictions"][0])
         sample = by_id[r["id"]]
-        order = shown_order(r["prompt"], sample["predictions"]) if found else None
+        order = listed_order(r, sample) if found else None
         if order is not None:
             yield r, sample, order, [(int(pos) - 1, *rest) for pos, *rest in found if 1 <= int(pos) <= len(order)]
 

@@ -34,15 +34,16 @@ from core.config import ModelConfig, PromptConfig, SampleConfig
 from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from data_gen import geosynth
-from experiments.drills import arithmetic_items
 from data_gen.geoqa import load_split
 from data_gen.reflection import warmup_items
-from experiments.mix_variants import judge_items
 from eval.evaluate import arithmetic_diagnostics
+from eval.judge import golds, sample_and_judge
 from eval.metrics import accuracy
-from infer.build_model import build
-from infer.sample import cot_items, sample_items
+from eval.requests import cot_items
+from experiments.drills import arithmetic_items
+from experiments.mix_variants import judge_items
 from experiments.pretrain import PretrainConfig, pretrain, step_dir
+from infer.build_model import build
 
 log = get_logger("geosynth_model")
 
@@ -67,8 +68,8 @@ def cot_answers(model_dir: Path, problems, out: Path, batch_size: int, temperatu
     from the model's own distribution)."""
     mcfg = ModelConfig(base_model=str(model_dir), max_pixels=224 * 224)
     scfg = SampleConfig(max_new_tokens=256, batch_size=batch_size, temperature=temperature or 1.0, top_p=1.0, top_k=0)
-    return sample_items(cot_items(problems, PromptConfig(), 0, "geosynth-model"), out, model_cfg=mcfg,
-                        sample_cfg=scfg, checkpoint=None, greedy=temperature == 0, num_samples=1)
+    return sample_and_judge(cot_items(problems, PromptConfig(), 0, "geosynth-model"), golds(problems), out,
+                            model_cfg=mcfg, sample_cfg=scfg, checkpoint=None, greedy=temperature == 0, num_samples=1)
 
 
 def evaluate(model_dir: Path, problems, out: Path, batch_size: int) -> float:

@@ -32,13 +32,14 @@ from core.config import ModelConfig, PromptConfig, SampleConfig
 from core.io import atomic_write_json, read_json
 from core.log import get_logger
 from data_gen import geosynth
-from data_gen.geoqa import load_split
-from experiments.mix_variants import judge_items
-from eval.metrics import accuracy, majority_vote
-from infer.sample import Item, sample_items
 from data_gen import prompts
+from data_gen.geoqa import load_split
+from eval.judge import sample_and_judge
+from eval.metrics import accuracy, majority_vote
 from experiments.geosynth_model import cot_answers, evaluate, save_bf16
+from experiments.mix_variants import judge_items
 from experiments.pretrain import PretrainConfig, pretrain, step_dir
+from infer.generate import Request
 
 log = get_logger("select_judge_probe")
 PATTERNS = ("3 right", "2 right", "1 right, two wrong letters", "1 right, wrong majority")
@@ -54,10 +55,10 @@ def pattern(answers: list[str], gold: str) -> str:
 
 def judge(model_dir: Path, items: list[dict], choices: dict[str, list[str]], out: Path, batch: int) -> dict[str, bool]:
     """Greedy select answer per judge item: id -> correct."""
-    requests = [Item(id=it["id"], image=it["image"], prompt=it["prompt"], seed=0, answer=it["response"].split()[-1],
-                     choices=choices[it["id"]]) for it in items]
-    records = sample_items(requests, out, model_cfg=ModelConfig(base_model=str(model_dir), max_pixels=224 * 224),
-                           sample_cfg=SampleConfig(max_new_tokens=8, batch_size=batch), checkpoint=None, greedy=True)
+    requests = [Request(it["id"], it["image"], it["prompt"]) for it in items]
+    gold = {it["id"]: (it["response"].split()[-1], choices[it["id"]]) for it in items}
+    records = sample_and_judge(requests, gold, out, model_cfg=ModelConfig(base_model=str(model_dir), max_pixels=224 * 224),
+                               sample_cfg=SampleConfig(max_new_tokens=8, batch_size=batch), checkpoint=None, greedy=True)
     return {r["id"]: bool(r["correct"][0]) for r in records}
 
 

@@ -18,12 +18,14 @@ from infer.sampling import SeededSampler, stable_seed
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt to answer: `id` is the question id, `seed` the question's sampling seed."""
+    """One prompt to answer: `id` is the question id, `seed` the question's sampling seed. `meta` is
+    copied into the request's record untouched (e.g. the order a select prompt lists its candidates in)."""
 
     id: str
     image: str
     prompt: str
     seed: int = 0
+    meta: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ A killed run, restarted with the same job, skips every request already in a shar
 On several nodes (NNODES > 1) every node runs the same command on a shared run folder; node 0
 merges, the others wait for its merged file (docs/scaling.md).
 
-Record per request: id, prompt, predictions[K], answers[K] (extracted; null = no answer),
-correct[K], num_tokens[K], truncated[K].
+Record per request: id, prompt, predictions[K], num_tokens[K], truncated[K], plus the request's
+meta. The engine knows no prompt format and judges nothing: `merge` applies the caller's `finish`
+(eval.judge adds answers[K] and correct[K]) before the merged file is written.
 """
 
 from __future__ import annotations
@@ -23,28 +24,20 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import REPO_ROOT, ConfigError, ModelConfig, PromptConfig, SampleConfig
+from core.config import REPO_ROOT, ConfigError, ModelConfig, SampleConfig
 from core.io import append_jsonl, drop_torn_tail, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json
 from core.log import get_logger
 from core.proc import free_port, run_logged
+from infer.generate import Request
 
 log = get_logger("sample")
 
-
-@dataclass
-class Item:
-    """A request plus what is needed to judge its outputs."""
-
-    id: str
-    image: str
-    prompt: str
-    seed: int
-    answer: str                      # gold letter or value
-    choices: list[str] | None = None
+# Applied to the merged records before the merged file is written (e.g. eval.judge's judging).
+Finish = Callable[[list[dict]], list[dict]]
 
 
 @dataclass
@@ -54,13 +47,13 @@ class SampleJob:
     checkpoint: str | None
     params: dict                     # GenParams fields
     batch_size: int
-    items: list[Item] = field(default_factory=list)
-    rel_tol: float = 0.0
+    items: list[Request] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SampleJob":
         d = dict(d)
-        d["items"] = [Item(**it) for it in d.get("items", [])]
+        d["items"] = [Request(**it) for it in d.get("items", [])]
+        d.pop("rel_tol", None)  # job files written before judging left the engine
         return cls(**d)
 
 
@@ -131,25 +124,17 @@ def done_records(out: Path) -> dict[str, dict]:
     return done
 
 
-def plan_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+def plan_batches(items: list[Request], batch_size: int) -> list[list[Request]]:
     """Fixed batches of similar prompt length, longest first (an out-of-memory shows at once)."""
     ordered = sorted(items, key=lambda it: (-len(it.prompt), it.id))
     return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def judge(item: Item, outputs: list, rel_tol: float) -> dict:
-    from eval.answers import extract_answer, is_correct
-
-    texts = [o.text for o in outputs]
-    return {
-        "id": item.id,
-        "prompt": item.prompt,
-        "predictions": texts,
-        "answers": [extract_answer(t, item.choices) for t in texts],
-        "correct": [is_correct(t, item.answer, item.choices, rel_tol=rel_tol) for t in texts],
-        "num_tokens": [o.num_tokens for o in outputs],
-        "truncated": [o.truncated for o in outputs],
-    }
+def engine_record(request: Request, outputs: list) -> dict:
+    """What the engine writes for one request: its texts and their token counts, plus its meta."""
+    return {"id": request.id, "prompt": request.prompt, "predictions": [o.text for o in outputs],
+            "num_tokens": [o.num_tokens for o in outputs], "truncated": [o.truncated for o in outputs],
+            **(request.meta or {})}
 
 
 def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -> int:
@@ -157,7 +142,7 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
 
     generate_fn(requests, params) -> list[list[Output]] replaces the model (tests use a fake).
     """
-    from infer.generate import GenParams, Request
+    from infer.generate import GenParams
 
     out = Path(job.out)
     params = GenParams(**job.params)
@@ -185,9 +170,8 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
     drop_torn_tail(shard_path(out, rank))
     with shard_path(out, rank).open("a", encoding="utf-8") as f:
         for batch in todo:
-            requests = [Request(it.id, it.image, it.prompt, it.seed) for it in batch]
-            outputs = generate_fn(requests, params)
-            records = [judge(it, outs, job.rel_tol) for it, outs in zip(batch, outputs)]
+            outputs = generate_fn(batch, params)
+            records = [engine_record(it, outs) for it, outs in zip(batch, outputs)]
             append_jsonl(f, records)  # a finished batch survives a kill
             tokens += sum(sum(r["num_tokens"]) for r in records)
             bar.update(len(batch))
@@ -217,8 +201,10 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
     return total
 
 
-def merge(job: SampleJob) -> list[dict]:
-    """Merge the shards by id into job.out (request order), written last; then drop the shards."""
+def merge(job: SampleJob, finish: Finish | None = None) -> list[dict]:
+    """Merge the shards by id into job.out (request order), written last; then drop the shards.
+
+    finish(records) -> records runs before the write, so the final file holds what it returns."""
     out = Path(job.out)
     done = done_records(out)
     missing = [it.id for it in job.items if it.id not in done]
@@ -226,6 +212,8 @@ def merge(job: SampleJob) -> list[dict]:
         raise RuntimeError(f"{out}: {len(missing)} requests have no record after sampling "
                            f"(first: {missing[:5]}); rerun the same command to finish them.")
     records = [done[it.id] for it in job.items]
+    if finish is not None:
+        records = finish(records)
     merge_stats(out)
     atomic_write_jsonl(out, records)
     for path in shard_paths(out):
@@ -281,13 +269,13 @@ def node_setup(num_machines: int = 0, env: Mapping[str, str] | None = None) -> N
 
 def launch(job: SampleJob, num_processes: int = 1, *, log_path: Path | None = None,
            main_process_port: int | None = None, nodes: Nodes | None = None, config_file: str = "",
-           wait_s: float = 900.0) -> list[dict]:
+           wait_s: float = 900.0, finish: Finish | None = None) -> list[dict]:
     """Run a job to completion (resuming if shards exist) and return the merged records.
 
     num_processes: processes on this node. One process in all runs in this interpreter; more run
     under `accelerate launch`, one per GPU. With `nodes`, every node runs this with the same job in
     a run folder on storage shared by all nodes: node 0 merges once every rank's records are
-    there, the other nodes wait (up to wait_s) for its merged file.
+    there, the other nodes wait (up to wait_s) for its merged file. `finish` is merge's.
     """
     out = Path(job.out)
     if out.is_file():
@@ -295,7 +283,7 @@ def launch(job: SampleJob, num_processes: int = 1, *, log_path: Path | None = No
     out.parent.mkdir(parents=True, exist_ok=True)
     if num_processes * (nodes.count if nodes else 1) <= 1:
         run_shard(job, 0, 1)
-        return merge(job)
+        return merge(job, finish)
     job_path = out.with_name(f"{out.stem}.job.json")
     atomic_write_json(job_path, dataclasses.asdict(job))
     cmd = accelerate_command(job_path, num_processes, main_process_port=main_process_port, nodes=nodes,
@@ -304,8 +292,8 @@ def launch(job: SampleJob, num_processes: int = 1, *, log_path: Path | None = No
     node_log = out.with_name(f"{out.stem}.node{nodes.rank}.log") if nodes else out.with_name(f"{out.stem}.log")
     run_logged(cmd, log_path or node_log)
     if nodes is None:
-        return merge(job)
-    return finish_on_nodes(job, nodes, wait_s)
+        return merge(job, finish)
+    return finish_on_nodes(job, nodes, wait_s, finish)
 
 
 def missing_ids(job: SampleJob) -> list[str]:
@@ -323,7 +311,7 @@ def wait_until(ready, timeout_s: float) -> bool:
     return True
 
 
-def finish_on_nodes(job: SampleJob, nodes: Nodes, wait_s: float) -> list[dict]:
+def finish_on_nodes(job: SampleJob, nodes: Nodes, wait_s: float, finish: Finish | None = None) -> list[dict]:
     """Node 0 merges; the other nodes read its merged file.
 
     `accelerate launch` returns when this node's processes exit. Every rank ends at a barrier
@@ -341,7 +329,7 @@ def finish_on_nodes(job: SampleJob, nodes: Nodes, wait_s: float) -> list[dict]:
                 f"{out.stem}.rank*.jsonl into {out.parent}: put the run folder on storage shared by all "
                 f"nodes, check the other nodes' logs ({out.stem}.node*.log), or raise sample.node_wait_s; "
                 f"rerunning the same command on every node resumes.")
-        return merge(job)
+        return merge(job, finish)
     log.info("node %d: waiting up to %.0f s for node 0 to merge %s", nodes.rank, wait_s, out)
     if not wait_until(out.is_file, wait_s):
         raise RuntimeError(
@@ -396,29 +384,19 @@ def num_processes(cfg: SampleConfig) -> int:
     return max(1, torch.cuda.device_count())
 
 
-def sample_items(items: list[Item], out: Path, *, model_cfg: ModelConfig, sample_cfg: SampleConfig,
+def sample_items(items: list[Request], out: Path, *, model_cfg: ModelConfig, sample_cfg: SampleConfig,
                  checkpoint: str | None, greedy: bool = False, num_samples: int | None = None,
-                 rel_tol: float = 0.0) -> list[dict]:
-    """Sample (or greedily answer) every item with the given model; resumable, returns the records."""
+                 finish: Finish | None = None) -> list[dict]:
+    """Sample (or greedily answer) every request with the given model; resumable, returns the records
+    (after `finish`, which runs once, on the node that merges)."""
     params = dict(num_samples=1 if greedy else (num_samples or sample_cfg.num_samples), greedy=greedy,
                   temperature=sample_cfg.temperature, top_p=sample_cfg.top_p, top_k=sample_cfg.top_k,
                   max_new_tokens=sample_cfg.max_new_tokens, min_pixels=model_cfg.min_pixels,
                   max_pixels=model_cfg.max_pixels)
     job = SampleJob(out=str(out), model=dataclasses.asdict(model_cfg), checkpoint=checkpoint, params=params,
-                    batch_size=sample_cfg.batch_size, items=items, rel_tol=rel_tol)
+                    batch_size=sample_cfg.batch_size, items=items)
     return launch(job, num_processes(sample_cfg), nodes=node_setup(sample_cfg.num_machines),
-                  config_file=sample_cfg.accelerate_config, wait_s=sample_cfg.node_wait_s)
-
-
-def cot_items(problems: list, prompt_cfg: PromptConfig, seed: int, tag: str, *,
-              sampling_prompt: bool = False) -> list[Item]:
-    """CoT requests for problems; each question's seed is keyed by (run seed, tag, id)."""
-    from data_gen import prompts
-    from infer.sampling import stable_seed
-
-    return [Item(id=p.id, image=p.image, prompt=prompts.cot_prompt(p, prompt_cfg, sampling=sampling_prompt),
-                 seed=stable_seed(seed, tag, p.id), answer=p.answer,
-                 choices=list(p.choices) if p.choices else None) for p in problems]
+                  config_file=sample_cfg.accelerate_config, wait_s=sample_cfg.node_wait_s, finish=finish)
 
 
 def main(argv: list[str] | None = None) -> None:

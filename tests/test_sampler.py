@@ -20,8 +20,7 @@ from core.config import ModelConfig
 from core.io import read_json
 from infer.model import load
 from infer.generate import GenParams, Output, Request, generate_batch
-from infer.sample import (Item, SampleJob, done_records, launch, merge, plan_batches, run_shard, shard_path,
-                          stats_path)
+from infer.sample import SampleJob, done_records, launch, merge, plan_batches, run_shard, shard_path, stats_path
 from infer.sampling import sample_tokens, stable_seed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,14 +66,13 @@ def test_draws_depend_only_on_seed_and_step():
 # --------------------------------------------------------------------------- real tiny model
 
 
-def make_items(problems_dir: Path, n: int = 6) -> list[Item]:
+def make_items(problems_dir: Path, n: int = 6) -> list[Request]:
     from core.config import PromptConfig
     from data_gen import prompts
     from data_gen.geoqa import load_split
 
     problems = load_split(problems_dir, "test")[:n]
-    return [Item(p.id, p.image, prompts.cot_prompt(p, PromptConfig()), stable_seed(1, p.id), p.answer,
-                 list(p.choices)) for p in problems]
+    return [Request(p.id, p.image, prompts.cot_prompt(p, PromptConfig()), stable_seed(1, p.id)) for p in problems]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +84,7 @@ def geosynth_dir(tmp_path_factory) -> Path:
     return out
 
 
-def job_for(model_dir: Path, items: list[Item], out: Path, *, batch_size: int, greedy: bool = False,
+def job_for(model_dir: Path, items: list[Request], out: Path, *, batch_size: int, greedy: bool = False,
             checkpoint: str | None = None, k: int = 3, max_new_tokens: int = 12) -> SampleJob:
     model = dataclasses.asdict(ModelConfig(base_model=str(model_dir), max_pixels=64 * 28 * 28))
     params = dict(num_samples=k, greedy=greedy, max_new_tokens=max_new_tokens, max_pixels=64 * 28 * 28)
@@ -100,8 +98,8 @@ def test_k_samples_per_question_and_independent_of_batch_size(tiny_model_dir, ge
     b = launch(job_for(tiny_model_dir, items, tmp_path / "b.jsonl", batch_size=1))
     assert [r["id"] for r in a] == [it.id for it in items]  # merged in request order
     for r in a:
-        assert len(r["predictions"]) == len(r["answers"]) == len(r["correct"]) == 3
-        assert len(r["num_tokens"]) == len(r["truncated"]) == 3
+        assert len(r["predictions"]) == len(r["num_tokens"]) == len(r["truncated"]) == 3
+        assert "answers" not in r and "correct" not in r  # the engine judges nothing (eval.judge does)
         assert all(0 < n <= 12 for n in r["num_tokens"])
     assert len({p for r in a for p in r["predictions"]}) > len(a)  # K samples differ
     # Per-question seeds: the samples do not depend on how questions are batched.
@@ -163,8 +161,8 @@ class ScriptedGenerator:
                         num_tokens=5, truncated=False) for i in range(params.num_samples)] for r in requests]
 
 
-def fake_items(n: int) -> list[Item]:
-    return [Item(f"q{i}", "img.png", "x" * (i % 4), seed=i, answer="A", choices=["1", "2"]) for i in range(n)]
+def fake_items(n: int) -> list[Request]:
+    return [Request(f"q{i}", "img.png", "x" * (i % 4), seed=i, meta={"n": i}) for i in range(n)]
 
 
 def fake_job(tmp_path: Path, n: int = 10, batch_size: int = 3) -> SampleJob:
@@ -200,7 +198,24 @@ def test_two_ranks_merge_to_the_one_rank_result(tmp_path):
     assert stats["seconds"] == max(r["seconds"] for r in stats["per_rank"])
     assert not list(Path(two.out).parent.glob("*.rank*.stats.json"))
     assert stats["missing_ranks"] == [] and stats["attempts"] == 1
-    assert single[0]["answers"] == ["A", "A"] and single[1]["correct"] == [False, False]
+    assert single[3]["n"] == 3 and set(single[0]) == {"id", "prompt", "predictions", "num_tokens", "truncated", "n"}
+
+
+def test_merge_applies_finish_before_the_final_file(tmp_path):
+    """eval.judge's finish adds answers and correct to the merged file; a rerun reads that file as it is."""
+    from eval.judge import judge_all
+
+    job = fake_job(tmp_path)
+    run_shard(job, 0, 1, generate_fn=ScriptedGenerator())
+    gold = {f"q{i}": ("A", ["1", "2"]) for i in range(10)}
+    records = merge(job, judge_all(gold))
+    assert records[0]["answers"] == ["A", "A"] and records[1]["correct"] == [False, False]
+    assert list(records[0])[:5] == ["id", "prompt", "predictions", "answers", "correct"]  # the files' key order
+    assert records[2]["n"] == 2  # the request's meta is kept
+    assert [json.loads(x) for x in Path(job.out).read_text().splitlines()] == records
+    assert launch(job) == records  # done: the judged file is returned, nothing is sampled again
+    with pytest.raises(KeyError, match="no gold answer for 1 sampled ids"):
+        judge_all({k: v for k, v in gold.items() if k != "q4"})(records)
 
 
 def test_stats_of_resumed_attempts_add_up_and_missing_ranks_are_named(tmp_path):

@@ -14,7 +14,7 @@ from data_gen.sources import load_problems
 from eval.answers import extract_answer, is_correct
 from eval.evaluate import gold_key
 from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
-from eval.select import select_items
+from eval.requests import select_items
 
 
 def rec(qid, answers, gold):
@@ -260,7 +260,7 @@ def test_scaling_run_on_the_tiny_model(base_scaling):
     assert sum(a is not None for r in samples for a in r["answers"]) > 0  # the warm model answers
     assert (out / "data" / "meta.json").is_file()  # no run folder: GeoSynth lives in the output folder
     assert {p.name for p in out.glob("select_n*.jsonl")} == {f"select_n{n}_s{j}.jsonl" for n in (2, 3) for j in (0, 1)}
-    # Each select prompt lists the N samples of its subset, shuffled as eval.select does it.
+    # Each select prompt lists the N samples of its subset, shuffled as eval.requests does it.
     test = load_problems(scfg("data.geosynth_test=6").data, "test", out, 42)
     by_id = {r["id"]: r for r in samples}
     for n in (2, 3):

@@ -17,8 +17,8 @@ import pytest
 from core.config import REPO_ROOT, ConfigError, SampleConfig, TrainConfig
 from core.io import read_json
 from infer import sample
-from infer.generate import Output
-from infer.sample import Item, Nodes, SampleJob, accelerate_command, launch, merge, node_setup, run_shard, shard_path
+from infer.generate import Output, Request
+from infer.sample import Nodes, SampleJob, accelerate_command, launch, merge, node_setup, run_shard, shard_path
 from train import sft
 
 NODE_VARS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -42,8 +42,8 @@ def fake_generate(requests, params):
                     truncated=False) for i in range(params.num_samples)] for r in requests]
 
 
-def items(n: int = 10) -> list[Item]:
-    return [Item(f"q{i}", "img.png", "x" * (i % 4), seed=i, answer="A", choices=["1", "2"]) for i in range(n)]
+def items(n: int = 10) -> list[Request]:
+    return [Request(f"q{i}", "img.png", "x" * (i % 4), seed=i) for i in range(n)]
 
 
 def job_in(folder: Path) -> SampleJob:
