@@ -91,8 +91,8 @@ def warm_tiny_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     from core.config import PromptConfig, TrainConfig
     from data_gen import geosynth
     from data_gen.geoqa import load_split
-    from data_gen.llamafactory import write_dataset
-    from data_gen.reflection import warmup_items
+    from mix.llamafactory import write_dataset
+    from mix.reflection import warmup_items
     from train.sft import MODEL_DIR, train
 
     work = tmp_path_factory.mktemp("warm")

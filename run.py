@@ -24,30 +24,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from core.config import REPO_ROOT, ConfigError, RunConfig, parse_args, save_or_check, to_dict
+from core import rundir
+from core.config import REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, parse_args, to_dict
 from core.io import atomic_write_json, read_json, read_jsonl
-from core.log import add_file_log, get_logger
+from core.log import get_logger
 from core.proc import CommandError
 from data_gen.geoqa import DataError
-from data_gen.llamafactory import write_dataset
 from data_gen.problem import Problem
-from data_gen.reflection import build_mix, check_mix_config, warmup_items
 from data_gen.sources import load_problems
 from eval.evaluate import iteration_metrics, validation_metrics
 from eval.judge import golds, sample_and_judge
 from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
-from infer.model import ModelError, check_model_dir
 from infer.generate import Request
+from infer.model import ModelError, check_model_dir
+from mix.llamafactory import write_dataset
+from mix.reflection import build_mix, check_mix_config, warmup_items
 from train.sft import DONE_FILE, MODEL_DIR
 
 log = get_logger("run")
 
 # Keys that may change when a run is resumed: extending the run or moving it to other hardware
 # does not change what the finished steps computed.
-RESUMABLE_CHANGES = ("total_iters", "export_final", "sample.batch_size", "sample.num_processes", "sample.accelerate_config",
-                     "sample.num_machines", "sample.node_wait_s", "model.sdpa_backends", "train.num_gpus",
-                     "train.nnodes")
+RESUMABLE_CHANGES = ("total_iters", "export_final", *RESULT_NEUTRAL)
 
 
 @dataclass
@@ -59,7 +58,7 @@ class Run:
     val: list[Problem]  # data.val_questions held out of train; empty without
 
     def iter_dir(self, k: int) -> Path:
-        return self.dir / f"iter_{k}"
+        return rundir.iter_dir(self.dir, k)
 
 
 # --------------------------------------------------------------------------- run folder
@@ -75,16 +74,13 @@ def run_name(cfg: RunConfig) -> str:
 def open_run_dir(cfg: RunConfig, restart: bool) -> Path:
     """Create or reopen the run folder; refuse to resume with a different config."""
     run_dir = Path(cfg.output_dir) / run_name(cfg)
-    saved = run_dir / "config.yaml"
     if restart and run_dir.exists():
         log.info("--restart: removing %s", run_dir)
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if save_or_check(saved, to_dict(cfg), RESUMABLE_CHANGES, str(run_dir),
-                     "Rerun with the same options to resume, pass run_name=NEW for a new run, or "
-                     "--restart to start this one over.", defaults=to_dict(RunConfig())):
-        log.info("resuming %s", run_dir)
-    add_file_log(run_dir / "run.log")
+    rundir.open_folder(run_dir, rundir.RUN_CONFIG_FILE, to_dict(cfg), defaults=to_dict(RunConfig()),
+                       allowed=RESUMABLE_CHANGES, log_file="run.log",
+                       fix="Rerun with the same options to resume, pass run_name=NEW for a new run, or "
+                           "--restart to start this one over.")
     return run_dir
 
 
@@ -132,20 +128,9 @@ def cot(run: Run, k: int, problems: list[Problem], split: str, *, sampling_promp
     return cot_items(problems, run.cfg.prompt, run.cfg.seed, f"iter{k}/{split}", sampling_prompt=sampling_prompt)
 
 
-def pool(run: Run, k: int) -> list[tuple[int, list[dict]]]:
-    """Train samples of iterations 0..k-1 (each iteration's file is required)."""
-    out = []
-    for j in range(k):
-        path = run.iter_dir(j) / "train_samples.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: iteration {k} needs the train samples of "
-                                    f"iterations 0..{k - 1}. Rerun the same command to produce it.")
-        out.append((j, read_jsonl(path)))
-    return out
-
-
 def build_iteration_mix(run: Run, k: int) -> None:
-    items, stats = build_mix(run.train, pool(run, k), k, run.cfg.seed, run.cfg.mix, run.cfg.prompt)
+    items, stats = build_mix(run.train, rundir.train_pool(run.dir, k, strict=True), k, run.cfg.seed, run.cfg.mix,
+                             run.cfg.prompt)
     if run.cfg.warmup.enabled:
         warm = warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
         items += warm  # order does not matter: LLaMA-Factory shuffles the training data

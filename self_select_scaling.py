@@ -52,7 +52,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 import statistics
 import sys
 from collections.abc import Collection
@@ -60,28 +59,29 @@ from pathlib import Path
 
 import yaml
 
-from core.config import ConfigError, ScalingConfig, parse_args, save_or_check, to_dict
-from core.io import atomic_write_json, read_jsonl
-from core.log import add_file_log, get_logger
+from core import rundir
+from core.config import RESULT_NEUTRAL, ConfigError, ScalingConfig, parse_args, to_dict
+from core.io import atomic_write_json
+from core.log import get_logger
 from core.proc import CommandError
 from data_gen.geoqa import DataError
-from data_gen.llamafactory import write_dataset
-from data_gen.reflection import build_mix
 from data_gen.sources import load_problems
 from eval.evaluate import gold_key
-from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
 from eval.judge import golds, sample_and_judge
+from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
 from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
 from infer.model import ModelError, check_model_dir
+from mix.llamafactory import write_dataset
+from mix.reflection import build_mix
 
 log = get_logger("scaling")
 
-CONFIG_FILE = "scaling_config.yaml"
+SCALING_CONFIG_FILE = "scaling_config.yaml"
 # Sections whose fields, when left at their defaults here, are taken from the run's config.yaml.
 INHERITED_SECTIONS = ("data", "model", "prompt", "sample", "mix", "train")
 # Keys that may change on a rerun: they do not change what the finished files hold.
-RESUMABLE_CHANGES = ("out", "sample.batch_size", "sample.num_processes", "train.num_gpus", "train.nnodes")
+RESUMABLE_CHANGES = ("out", *RESULT_NEUTRAL)
 
 
 def _abs(path: str | Path) -> Path:
@@ -101,7 +101,7 @@ def find_run_dir(cfg: ScalingConfig) -> Path | None:
         # The path as given first (the link, if it is one), then resolved.
         for ckpt in dict.fromkeys((_abs(cfg.ckpt_dir), Path(cfg.ckpt_dir).expanduser().resolve())):
             for parent in ckpt.parents:
-                if (parent / "config.yaml").is_file() and (parent / "iter_0").is_dir():
+                if rundir.is_run_dir(parent):
                     return parent
     return None
 
@@ -116,9 +116,9 @@ def ckpt_iteration(cfg: ScalingConfig, run_dir: Path | None) -> int | None:
                 first = ckpt.relative_to(base).parts[0]
             except (ValueError, IndexError):
                 continue
-            match = re.fullmatch(r"iter_(\d+)", first)
-            if match:
-                return int(match.group(1))
+            k = rundir.iteration_of(first)
+            if k is not None:
+                return k
     return None
 
 
@@ -145,7 +145,7 @@ def inherit_run_config(cfg: ScalingConfig, run_dir: Path, given: Collection[str]
     """Take from the run's config.yaml every field of the inherited sections that is still at its
     default here and not in `given` (the keys the command line or a --config file set, even to the
     default value); returns the dotted keys taken."""
-    saved = run_dir / "config.yaml"
+    saved = run_dir / rundir.RUN_CONFIG_FILE
     if not saved.is_file():
         return []
     tree = yaml.safe_load(saved.read_text()) or {}
@@ -174,32 +174,12 @@ def effective_config(cfg: ScalingConfig) -> dict:
     return d
 
 
-def check_resume(cfg: ScalingConfig, out: Path) -> None:
-    """Save the config, or refuse to reuse files that another config produced."""
+def open_output(cfg: ScalingConfig, out: Path) -> None:
+    """Attach the log file and save the config, or refuse to reuse files that another config produced."""
     allowed = RESUMABLE_CHANGES + (() if cfg.train_select_mix else ("max_select_num",))
-    if save_or_check(out / CONFIG_FILE, effective_config(cfg), allowed, str(out),
-                     f"Rerun with the same options to resume, pass out=NEW_FOLDER, or delete {out} to start over.",
-                     defaults=effective_config(ScalingConfig())):
-        log.info("resuming %s", out)
-
-
-def train_pool(run_dir: Path, last: int | None) -> list[tuple[int, list[dict]]]:
-    """[(k, records)] of <run_dir>/iter_k/train_samples.jsonl for k <= last (all when None), by k."""
-    found = []
-    for path in run_dir.glob("iter_*/train_samples.jsonl"):
-        match = re.fullmatch(r"iter_(\d+)", path.parent.name)
-        if match and (last is None or int(match.group(1)) <= last):
-            found.append((int(match.group(1)), path))
-    if not found:
-        upto = f" up to iter_{last}" if last is not None else ""
-        raise FileNotFoundError(f"{run_dir}: no iter_*/train_samples.jsonl{upto} to build the select mix from.")
-    ks = {k for k, _ in found}
-    missing = sorted(set(range(max(ks) + 1 if last is None else last + 1)) - ks)
-    if missing:
-        log.warning("%s: no train samples for iteration(s) %s (a run samples its last iteration's train "
-                    "set only with sample_last_train=true); the select mix uses iterations %s",
-                    run_dir, missing, sorted(ks))
-    return [(k, read_jsonl(path)) for k, path in sorted(found)]
+    rundir.open_folder(out, SCALING_CONFIG_FILE, effective_config(cfg), defaults=effective_config(ScalingConfig()),
+                       allowed=allowed, log_file="scaling.log",
+                       fix=f"Rerun with the same options to resume, pass out=NEW_FOLDER, or delete {out} to start over.")
 
 
 def train_select_model(cfg: ScalingConfig, out: Path, run_dir: Path | None, train_problems) -> str:
@@ -209,7 +189,8 @@ def train_select_model(cfg: ScalingConfig, out: Path, run_dir: Path | None, trai
     if run_dir is None:
         raise ConfigError("--train_select_mix needs the self-training run folder: pass run_dir=PATH "
                           "(the folder with iter_0/, iter_1/, ...) or a --ckpt_dir inside it.")
-    pool = train_pool(run_dir, ckpt_iteration(cfg, run_dir))
+    last = ckpt_iteration(cfg, run_dir)  # the checkpoint's own iteration trained on the pool below it
+    pool = rundir.train_pool(run_dir, None if last is None else last + 1, strict=False)
     log.info("select-mix pool: train samples of iterations %s", [k for k, _ in pool])
     work = out / "select_mix"
     if not (work / DONE_FILE).is_file():
@@ -255,16 +236,6 @@ def scaling_table(samples: list[dict], greedy: list[dict], select: dict[tuple[in
     return rows
 
 
-def _by_test_order(records: list[dict], test, name: str) -> list[dict]:
-    """Records in test-set order, joined by id (never by list position)."""
-    by_id = {r["id"]: r for r in records}
-    missing = [p.id for p in test if p.id not in by_id]
-    if missing or len(by_id) != len(test):
-        raise RuntimeError(f"{name}: {len(by_id)} records for {len(test)} test questions (missing: "
-                           f"{missing[:5]}); the file belongs to other data: delete it or use another out=.")
-    return [by_id[p.id] for p in test]
-
-
 def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
     """given: dotted keys set on the command line or in a --config file (kept even where the run's
     config.yaml differs)."""
@@ -279,11 +250,9 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
         raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "
                          f"outputs/<run>/iter_3/model) or a full model folder, or leave it empty for the base model.")
     out = output_dir(cfg, run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    add_file_log(out / "scaling.log")
     if taken:
-        log.info("from %s (left at their defaults here): %s", run_dir / "config.yaml", ", ".join(taken))
-    check_resume(cfg, out)
+        log.info("from %s (left at their defaults here): %s", run_dir / rundir.RUN_CONFIG_FILE, ", ".join(taken))
+    open_output(cfg, out)
     log.info("config: %s", to_dict(cfg))
     data_root = run_dir or out
     test = load_problems(cfg.data, "test", data_root, cfg.seed)
@@ -299,10 +268,11 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
         return sample_and_judge(items, gold, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample,
                                 checkpoint=ckpt, rel_tol=cfg.data.rel_tol, **kw)
 
-    samples = _by_test_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_samples.jsonl",
-                                 num_samples=cfg.num_test_samples), test, out / "test_samples.jsonl")
-    greedy = _by_test_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_greedy.jsonl",
-                                greedy=True), test, out / "test_greedy.jsonl")
+    ids = [p.id for p in test]
+    samples = rundir.in_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_samples.jsonl",
+                                  num_samples=cfg.num_test_samples), ids, out / "test_samples.jsonl")
+    greedy = rundir.in_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_greedy.jsonl",
+                                 greedy=True), ids, out / "test_greedy.jsonl")
     m = len(samples[0]["predictions"])
     if m != cfg.num_test_samples:
         raise RuntimeError(f"{out / 'test_samples.jsonl'} has {m} samples per question, the config asks for "
@@ -313,7 +283,7 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
         for j, subset in enumerate(draw_subsets(m, n, cfg.num_subsets, cfg.seed + n)):
             name = f"select_n{n}_s{j}.jsonl"
             items = select_items(test, by_id, subset, cfg.seed, f"scaling-n{n}-s{j}", cfg.prompt)
-            select[(n, j)] = _by_test_order(run(items, name, greedy=True), test, out / name)
+            select[(n, j)] = rundir.in_order(run(items, name, greedy=True), ids, out / name)
     rows = scaling_table(samples, greedy, select, [gold_key(p) for p in test], cfg)
     atomic_write_json(out / "scaling.json", {"checkpoint": ckpt, "base_model": cfg.model.base_model,
                                              "num_test": len(test), "num_test_samples": m, "rows": rows})

@@ -5,7 +5,7 @@
     # CPU smoke run (tiny model, fp32, one process)
     python -m bench.sft --build tiny --questions 4 --max_steps 2 --gpus 0
 
-The mix is built by the real mix builder (`data_gen.reflection.build_mix`, mixed-N self-select up
+The mix is built by the real mix builder (`mix.reflection.build_mix`, mixed-N self-select up
 to 6 candidates, plus QA, CoT and self-refine items) from a synthetic sample pool: per GeoSynth
 question, three right rationales (the gold one and two rewordings) and three wrong ones (the gold
 steps ending in each wrong letter). The random-weight model's own samples would be noise, and this
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     from core.config import MixConfig, ModelConfig, PromptConfig, TrainConfig
     from data_gen import geosynth
     from data_gen.geoqa import load_split
-    from data_gen.llamafactory import write_dataset
-    from data_gen.reflection import build_mix
+    from mix.llamafactory import write_dataset
+    from mix.reflection import build_mix
 
     with ExitStack() as stack:
         model = prepare_model(args, stack)

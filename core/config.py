@@ -477,6 +477,13 @@ def _with_defaults(old: dict, defaults: dict) -> dict:
     return filled
 
 
+# Keys that may change when a folder's steps are resumed: where and how fast the work runs (batch
+# size, processes, nodes, attention kernels) does not change what its finished files hold. Each entry
+# point adds its own (run.py: total_iters, export_final; self_select_scaling.py: out).
+RESULT_NEUTRAL = ("sample.batch_size", "sample.num_processes", "sample.accelerate_config", "sample.num_machines",
+                  "sample.node_wait_s", "model.sdpa_backends", "train.num_gpus", "train.nnodes")
+
+
 def save_or_check(saved: Path, new: dict, allowed: tuple[str, ...], where: str, fix: str,
                   defaults: dict | None = None) -> bool:
     """Save a folder's config, or refuse to reuse the folder when other keys than `allowed` changed.

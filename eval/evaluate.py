@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from core.io import read_jsonl
+from core.rundir import RUN_CONFIG_FILE, in_order
 from data_gen import prompts
 from data_gen.problem import Problem
 from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer,
@@ -415,12 +416,8 @@ def select_vs_rules(samples: list[dict], selects: list[dict], problems: list[Pro
 
 
 def read_matched(path: Path, ids: list[str]) -> list[dict]:
-    """A records file whose ids are exactly the split's questions' (else the file belongs to other data)."""
-    records = read_jsonl(path)
-    if sorted(r["id"] for r in records) != sorted(ids):
-        raise ValueError(f"{path}: its {len(records)} records do not match the {len(ids)} questions of its split "
-                         f"by id; the file belongs to other data. Delete it to redo that step.")
-    return records
+    """A records file in the split's order; refused unless its ids are exactly the split's questions."""
+    return in_order(read_jsonl(path), ids, path)
 
 
 def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "test") -> dict:
@@ -469,10 +466,10 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit("usage: python -m eval.evaluate outputs/<run>/iter_<k>")
     iter_dir = Path(argv[0])
     run_dir = iter_dir.resolve().parent
-    if not (run_dir / "config.yaml").is_file():
-        sys.exit(f"{iter_dir}: no config.yaml in {run_dir}; give an iteration folder of a run.")
+    if not (run_dir / RUN_CONFIG_FILE).is_file():
+        sys.exit(f"{iter_dir}: no {RUN_CONFIG_FILE} in {run_dir}; give an iteration folder of a run.")
     cfg = RunConfig()
-    apply_yaml(cfg, run_dir / "config.yaml")
+    apply_yaml(cfg, run_dir / RUN_CONFIG_FILE)
     metrics = iteration_metrics(iter_dir, load_problems(cfg.data, "test", run_dir, cfg.seed))
     val = load_problems(cfg.data, "val", run_dir, cfg.seed)
     if val:

@@ -35,7 +35,6 @@ from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from data_gen import geosynth
 from data_gen.geoqa import load_split
-from data_gen.reflection import warmup_items
 from eval.evaluate import arithmetic_diagnostics
 from eval.judge import golds, sample_and_judge
 from eval.metrics import accuracy
@@ -44,6 +43,7 @@ from experiments.drills import arithmetic_items
 from experiments.mix_variants import judge_items
 from experiments.pretrain import PretrainConfig, pretrain, step_dir
 from infer.build_model import build
+from mix.reflection import warmup_items
 
 log = get_logger("geosynth_model")
 

@@ -12,7 +12,7 @@ import random
 from core.config import PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
-from data_gen.reflection import letter_swap_set
+from mix.reflection import letter_swap_set
 
 
 def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: int, seed: int) -> list[dict]:

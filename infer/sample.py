@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import REPO_ROOT, ConfigError, ModelConfig, SampleConfig
 from core.io import append_jsonl, drop_torn_tail, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json
 from core.log import get_logger
+from core.nodes import Nodes, node_setup, wait_until
 from core.proc import free_port, run_logged
 from infer.generate import Request
 
@@ -221,52 +221,6 @@ def merge(job: SampleJob, finish: Finish | None = None) -> list[dict]:
     return records
 
 
-# Several nodes: how often a node looks for the other nodes' files on the shared run folder.
-POLL_S = 2.0
-# torchrun's default rendezvous port, also train/sft.py's when MASTER_PORT is unset.
-DEFAULT_MASTER_PORT = 29500
-
-
-@dataclass(frozen=True)
-class Nodes:
-    """This node's place in a multi-node launch (every node runs the same command)."""
-
-    count: int
-    rank: int
-    master_addr: str
-    master_port: int
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = env.get(name, "")
-    if value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not an integer; set it to a whole number "
-                          f"(docs/scaling.md).") from None
-
-
-def node_setup(num_machines: int = 0, env: Mapping[str, str] | None = None) -> Nodes | None:
-    """Multi-node settings: the node count from sample.num_machines, else NNODES; this node's rank
-    and node 0's address from NODE_RANK / MASTER_ADDR / MASTER_PORT. None on one node."""
-    env = os.environ if env is None else env
-    count = num_machines or _env_int(env, "NNODES", 1)
-    if count <= 1:
-        return None
-    for name, meaning in (("NODE_RANK", f"this node's rank, 0..{count - 1}"), ("MASTER_ADDR", "node 0's address")):
-        if not env.get(name):
-            raise ConfigError(f"sampling on {count} nodes (NNODES / sample.num_machines) but {name} is not set; "
-                              f"set it ({meaning}) in every node's environment, e.g. NNODES={count} NODE_RANK=1 "
-                              f"MASTER_ADDR=10.0.0.1 MASTER_PORT={DEFAULT_MASTER_PORT} (docs/scaling.md).")
-    rank = _env_int(env, "NODE_RANK", 0)
-    if not 0 <= rank < count:
-        raise ConfigError(f"NODE_RANK={rank} is outside 0..{count - 1} for {count} nodes; give each node "
-                          f"its own rank, node 0 being the one at MASTER_ADDR.")
-    return Nodes(count, rank, env["MASTER_ADDR"], _env_int(env, "MASTER_PORT", DEFAULT_MASTER_PORT))
-
-
 def launch(job: SampleJob, num_processes: int = 1, *, log_path: Path | None = None,
            main_process_port: int | None = None, nodes: Nodes | None = None, config_file: str = "",
            wait_s: float = 900.0, finish: Finish | None = None) -> list[dict]:
@@ -299,16 +253,6 @@ def launch(job: SampleJob, num_processes: int = 1, *, log_path: Path | None = No
 def missing_ids(job: SampleJob) -> list[str]:
     done = done_records(Path(job.out))
     return [it.id for it in job.items if it.id not in done]
-
-
-def wait_until(ready, timeout_s: float) -> bool:
-    """Poll ready() until it holds or timeout_s passes."""
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_S)
-    return True
 
 
 def finish_on_nodes(job: SampleJob, nodes: Nodes, wait_s: float, finish: Finish | None = None) -> list[dict]:

@@ -8,10 +8,10 @@ import pytest
 
 from core.config import ConfigError, MixConfig, PromptConfig
 from data_gen import prompts
-from data_gen.llamafactory import to_sharegpt, write_dataset
 from data_gen.problem import Problem
-from data_gen.reflection import build_mix, filter_reason, warmup_items
 from eval.metrics import majority_vote
+from mix.llamafactory import to_sharegpt, write_dataset
+from mix.reflection import build_mix, filter_reason, warmup_items
 
 PCFG = PromptConfig()
 LONG = " because the angles of a triangle add up to one hundred and eighty degrees"  # > 50 chars

@@ -177,16 +177,22 @@ def test_a_default_set_on_the_command_line_is_not_replaced_by_the_run(tmp_path):
 
 
 def test_select_mix_pool_stops_at_the_checkpoint_iteration(tmp_path):
-    from self_select_scaling import train_pool
+    """The scaling script's pool (core.rundir.train_pool, not strict): iterations below `upto` that
+    have train samples, by number; a checkpoint of iteration k pools iterations 0..k."""
+    from core.rundir import train_pool
 
     for k in (0, 1, 2, 10):
         (tmp_path / f"iter_{k}").mkdir()
         (tmp_path / f"iter_{k}" / "train_samples.jsonl").write_text(json.dumps({"id": f"r{k}"}) + "\n")
-    assert [k for k, _ in train_pool(tmp_path, 1)] == [0, 1]
-    assert [k for k, _ in train_pool(tmp_path, None)] == [0, 1, 2, 10]  # by number, not by name
-    assert train_pool(tmp_path, 2)[2][1] == [{"id": "r2"}]
-    with pytest.raises(FileNotFoundError, match=r"no iter_\*/train_samples.jsonl up to iter_0"):
-        train_pool(tmp_path / "iter_0", 0)
+    assert [k for k, _ in train_pool(tmp_path, 2, strict=False)] == [0, 1]
+    assert [k for k, _ in train_pool(tmp_path, None, strict=False)] == [0, 1, 2, 10]  # by number, not by name
+    assert train_pool(tmp_path, 3, strict=False)[2][1] == [{"id": "r2"}]
+    with pytest.raises(FileNotFoundError, match=r"no iter_\*/train_samples.jsonl below iter_1"):
+        train_pool(tmp_path / "iter_0", 1, strict=False)
+    # the loop's pool (strict): every iteration below the one it is for, or an error naming the file
+    assert [k for k, _ in train_pool(tmp_path, 3)] == [0, 1, 2]
+    with pytest.raises(FileNotFoundError, match=r"iter_3/train_samples.jsonl is missing: iteration 4 needs"):
+        train_pool(tmp_path, 4)
 
 
 # --------------------------------------------------------------------------- CPU runs on the warm tiny model

@@ -16,9 +16,11 @@ import pytest
 
 from core.config import REPO_ROOT, ConfigError, SampleConfig, TrainConfig
 from core.io import read_json
+from core import nodes
 from infer import sample
 from infer.generate import Output, Request
-from infer.sample import Nodes, SampleJob, accelerate_command, launch, merge, node_setup, run_shard, shard_path
+from core.nodes import Nodes, node_setup
+from infer.sample import SampleJob, accelerate_command, launch, merge, run_shard, shard_path
 from train import sft
 
 NODE_VARS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -33,7 +35,7 @@ def one_node(monkeypatch):
     """Tests start on one node whatever the machine's environment says; fast polling."""
     for name in NODE_VARS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(sample, "POLL_S", 0.02)
+    monkeypatch.setattr(nodes, "POLL_S", 0.02)
 
 
 def fake_generate(requests, params):
@@ -157,7 +159,7 @@ def test_master_port_defaults_like_torchrun(monkeypatch):
     monkeypatch.setenv("NODE_RANK", "0")
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
     assert node_setup().master_port == 29500
-    assert node_setup(num_machines=1) is None  # the config's node count wins over NNODES
+    assert node_setup(count=1) is None  # the config's node count wins over NNODES
 
 
 @pytest.mark.parametrize("missing", ["MASTER_ADDR", "NODE_RANK"])
@@ -173,7 +175,7 @@ def test_a_missing_node_variable_is_named(monkeypatch, missing):
 
 def test_config_node_count_needs_the_variables_too():
     with pytest.raises(ConfigError, match="sampling on 2 nodes .* NODE_RANK is not set"):
-        node_setup(num_machines=2, env={})
+        node_setup(count=2, env={})
 
 
 @pytest.mark.parametrize("env, match", [
@@ -316,3 +318,23 @@ def test_two_nodes_through_the_run_config(monkeypatch, tmp_path, reference):
     assert flag(cmd, "--config_file") == str(REPO_ROOT / "configs/accelerate/multi_node.yaml")
     assert (flag(cmd, "--num_processes"), flag(cmd, "--num_machines"), flag(cmd, "--machine_rank")) == ("4", "2", "0")
     assert (flag(cmd, "--main_process_ip"), flag(cmd, "--main_process_port")) == ("10.0.0.1", "29500")
+
+
+def test_training_names_its_own_key_when_a_node_variable_is_missing(monkeypatch):
+    """core.nodes.node_setup serves both stages; training's message names train.nnodes, not sampling's key."""
+    monkeypatch.setenv("NNODES", "2")
+    monkeypatch.setenv("NODE_RANK", "1")
+    with pytest.raises(ConfigError, match=r"training on 2 nodes \(NNODES / train.nnodes\) but MASTER_ADDR is not set"):
+        sft.build_train_command("/x.yaml", num_gpus=2, nnodes=2)
+    # what train() is given wins over the environment
+    _, env = sft.build_train_command("/x.yaml", num_gpus=2, nnodes=2, master_addr="10.0.0.9", node_rank=0)
+    assert (env["NODE_RANK"], env["MASTER_ADDR"], env["MASTER_PORT"]) == ("0", "10.0.0.9", "29500")
+
+
+def test_wait_until_reads_the_poll_interval_when_called(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nodes.time, "sleep", lambda s: calls.append(s))
+    state = iter([False, False, True])
+    assert nodes.wait_until(lambda: next(state), timeout_s=60)
+    assert calls == [0.02, 0.02]  # the fixture's patched POLL_S, not the default bound at definition
+    assert not nodes.wait_until(lambda: False, timeout_s=0)

@@ -14,9 +14,9 @@ import yaml
 from core.config import PromptConfig, TrainConfig
 from core.proc import CommandError
 from data_gen import prompts
-from data_gen.llamafactory import write_dataset
 from data_gen.problem import Problem
-from train import sft
+from mix.llamafactory import write_dataset
+from train import llamafactory_cli, sft
 from train.export import export_merged
 
 RENDER = dict(model_path="/models/base", dataset_dir="/data", dataset_name="mix", output_dir="/out",
@@ -146,7 +146,7 @@ def test_command_two_nodes(monkeypatch):
 def test_parent_distributed_variables_are_dropped(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
-    env = sft.subprocess_env({"HF_HUB_OFFLINE": "1"})
+    env = llamafactory_cli.subprocess_env({"HF_HUB_OFFLINE": "1"})
     assert "WORLD_SIZE" not in env and "RANK" not in env and env["HF_HUB_OFFLINE"] == "1"
 
 
@@ -281,7 +281,7 @@ def test_llamafactory_pipeline_reads_our_data_untruncated(mix_dataset, tiny_mode
     args = sft.render_sft_config(TrainConfig(**FAST), model_path=tiny_model_dir, dataset_dir=folder,
                                  dataset_name=name, output_dir=tmp_path / "out", num_gpus=0, seed=0,
                                  on_gpu=False, **TINY_PIXELS)
-    env = sft.subprocess_env({"DISABLE_VERSION_CHECK": "1"})
+    env = llamafactory_cli.subprocess_env({"DISABLE_VERSION_CHECK": "1"})
     proc = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, json.dumps(args)], check=False, capture_output=True,
                           text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -21,7 +21,7 @@ import yaml
 from core.io import atomic_write_text
 from core.log import get_logger
 from core.proc import run_logged
-from train.sft import llamafactory_cli, subprocess_env
+from train.llamafactory_cli import base_env, llamafactory_cli, subprocess_env
 
 log = get_logger("export")
 
@@ -67,8 +67,7 @@ def export_merged(base_model: str | Path, adapter_dir: str | Path, export_dir: s
     log_path = export_dir.with_name(export_dir.name + ".export.log")
     atomic_write_text(yaml_path, yaml.safe_dump(args, sort_keys=False))
     argv = [*llamafactory_cli(), "export", str(yaml_path)]
-    env = {"DISABLE_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    run_logged(argv, log_path, env=subprocess_env(env))  # raises CommandError with the log's tail
+    run_logged(argv, log_path, env=subprocess_env(base_env()))  # raises CommandError with the log's tail
     if not (partial / "config.json").is_file() or not any(partial.glob("*.safetensors")):
         raise RuntimeError(f"export ended without a model: {partial} lacks config.json / *.safetensors; "
                            f"see {log_path}")

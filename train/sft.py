@@ -1,6 +1,6 @@
 r"""Train one SFT step with LLaMA-Factory: render the YAML, run `llamafactory-cli train`, check the result.
 
-    # train a LoRA on a dataset written by data_gen.llamafactory.write_dataset
+    # train a LoRA on a dataset written by mix.llamafactory.write_dataset
     python -m train.sft --base_model models/geosynth-small --dataset_dir outputs/run/iter1/data \
         --dataset_name r3v_iter1 --out_dir outputs/run/iter1 train.max_steps=10
 
@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +34,18 @@ import yaml
 from core.config import REPO_ROOT, ModelConfig, TrainConfig, _f, parse_args
 from core.io import atomic_write_json, atomic_write_text, read_json
 from core.log import get_logger
+from core.nodes import node_count, node_setup, wait_until
 from core.proc import run_logged
+from train.llamafactory_cli import base_env, llamafactory_cli, subprocess_env
 
 log = get_logger("train")
 
 TEMPLATES = {"lora": "configs/llamafactory/sft_lora.yaml", "full": "configs/llamafactory/sft_full.yaml"}
 PLACEHOLDER = "FILLED"  # template values the launcher must replace
 DONE_FILE = "train_done.json"
-CONFIG_FILE = "sft.yaml"
+SFT_CONFIG_FILE = "sft.yaml"
 LOG_FILE = "train.log"
 MODEL_DIR = "model"
-# Variables of an enclosing torchrun / accelerate job: inherited by a single-process
-# llamafactory-cli, they would make it join that job's process group.
-PARENT_DIST_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK")
 
 
 # --------------------------------------------------------------------------- the YAML
@@ -145,16 +143,6 @@ def write_sft_config(args: dict[str, Any], path: str | Path) -> Path:
 # --------------------------------------------------------------------------- the command
 
 
-def llamafactory_cli() -> list[str]:
-    """The CLI beside this interpreter (the venv), else on PATH, else `python -m llamafactory.cli`
-    (pip --target installs put no script next to the system interpreter)."""
-    beside = Path(sys.executable).parent / "llamafactory-cli"
-    if beside.is_file():
-        return [str(beside)]
-    found = shutil.which("llamafactory-cli")
-    return [found] if found else [sys.executable, "-m", "llamafactory.cli"]
-
-
 def build_train_command(yaml_path: str | Path, num_gpus: int, nnodes: int = 1, node_rank: int | None = None,
                         master_addr: str | None = None, master_port: int | None = None,
                         deepspeed: bool = False) -> tuple[list[str], dict[str, str]]:
@@ -170,37 +158,29 @@ def build_train_command(yaml_path: str | Path, num_gpus: int, nnodes: int = 1, n
         raise ValueError(f"{yaml_path}: LLaMA-Factory's launcher splits paths at spaces; use a run "
                          f"folder without spaces.")
     argv = [*llamafactory_cli(), "train", str(yaml_path)]
-    env = {
-        "DISABLE_VERSION_CHECK": "1",  # the GPU machines carry other transformers versions (DESIGN.md §5)
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "WANDB_DISABLED": "true",
-        "TOKENIZERS_PARALLELISM": "false",
-        # torchrun is looked up on PATH by llamafactory-cli: take the one beside this interpreter.
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    }
+    env = base_env()
     if num_gpus > 0:
         # Also for one GPU: on a machine with more visible GPUs llamafactory-cli would use them all.
         env["NPROC_PER_NODE"] = str(num_gpus)
     if max(1, num_gpus) * nnodes > 1 or deepspeed:
         env["FORCE_TORCHRUN"] = "1"
     if nnodes > 1:
-        node_rank = node_rank if node_rank is not None else os.environ.get("NODE_RANK")
-        master_addr = master_addr or os.environ.get("MASTER_ADDR")
-        master_port = master_port or os.environ.get("MASTER_PORT") or 29500  # torchrun's default
-        if node_rank is None or not master_addr:
-            raise ValueError(f"train.nnodes={nnodes}: set NODE_RANK (0..{nnodes - 1}) and MASTER_ADDR (node 0's "
-                             f"address) in each node's environment, e.g. NODE_RANK=1 MASTER_ADDR=10.0.0.1.")
-        env.update(NNODES=str(nnodes), NODE_RANK=str(node_rank), MASTER_ADDR=str(master_addr),
-                   MASTER_PORT=str(master_port))
+        nodes = node_setup(nnodes, explicit_env(node_rank, master_addr, master_port),
+                           what="training", key="train.nnodes")
+        env.update(NNODES=str(nnodes), NODE_RANK=str(nodes.rank), MASTER_ADDR=nodes.master_addr,
+                   MASTER_PORT=str(nodes.master_port))
     elif master_port:
         env["MASTER_PORT"] = str(master_port)
     return argv, env
 
 
-def subprocess_env(updates: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PARENT_DIST_VARS}
-    env.update(updates)
+def explicit_env(node_rank: int | None = None, master_addr: str | None = None,
+                 master_port: int | None = None) -> dict[str, str]:
+    """This process's environment with the node settings passed to train() laid over it (they win)."""
+    env = dict(os.environ)
+    for name, value in (("NODE_RANK", node_rank), ("MASTER_ADDR", master_addr), ("MASTER_PORT", master_port)):
+        if value is not None and value != "":
+            env[name] = str(value)
     return env
 
 
@@ -303,12 +283,9 @@ def starting_point(cfg: TrainConfig, base_model: str | Path,
 
 def wait_for_file(path: Path, timeout_s: float, poll_s: float = 5.0) -> None:
     """Block until `path` exists (written by node 0 on shared storage), or raise after timeout_s."""
-    deadline = time.time() + timeout_s
-    while not path.is_file():
-        if time.time() > deadline:
-            raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s: node 0 did not finish "
-                               f"training, or the run folder is not on storage shared by all nodes.")
-        time.sleep(poll_s)
+    if not wait_until(path.is_file, timeout_s, poll_s):
+        raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s: node 0 did not finish "
+                           f"training, or the run folder is not on storage shared by all nodes.")
 
 
 def visible_gpus() -> int:
@@ -329,10 +306,7 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
     """
     iter_dir = Path(iter_dir).resolve()
     output_dir = Path(output_dir).resolve() if output_dir else iter_dir / MODEL_DIR
-    yaml_path, log_path = iter_dir / CONFIG_FILE, iter_dir / LOG_FILE
-    if node_rank is None:
-        node_rank = int(os.environ.get("NODE_RANK", "0")) if cfg.nnodes > 1 else 0
-    main_node = node_rank == 0
+    yaml_path, log_path = iter_dir / SFT_CONFIG_FILE, iter_dir / LOG_FILE
 
     done = train_done(iter_dir)
     if done is not None:
@@ -340,7 +314,12 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
         log.info("training already done (%s): train loss %s; skipping", iter_dir / DONE_FILE, done.get("train_loss"))
         return output_dir
 
-    env_nodes = int(os.environ.get("NNODES", "1") or 1)
+    # After the done check: rerunning a finished multi-node training needs no node variables.
+    nodes = node_setup(cfg.nnodes if cfg.nnodes > 1 else 1, explicit_env(node_rank, master_addr, master_port),
+                       what="training", key="train.nnodes")
+    node_rank = nodes.rank if nodes else 0
+    main_node = node_rank == 0
+    env_nodes = node_count()
     if env_nodes != cfg.nnodes and (env_nodes > 1 or cfg.nnodes > 1):
         raise ValueError(f"NNODES={env_nodes} in the environment but train.nnodes={cfg.nnodes}: set "
                          f"train.nnodes={env_nodes} (sampling follows NNODES, training must match it).")
@@ -422,7 +401,7 @@ def _finish(cfg: TrainConfig, output_dir: Path, iter_dir: Path, yaml_path: Path,
 class SFTConfig:
     """python -m train.sft: one LLaMA-Factory SFT run on a written dataset."""
 
-    dataset_dir: str = _f("", "Folder with dataset_info.json (data_gen.llamafactory.write_dataset).")
+    dataset_dir: str = _f("", "Folder with dataset_info.json (mix.llamafactory.write_dataset).")
     dataset_name: str = _f("", "Dataset name registered in dataset_info.json.")
     out_dir: str = _f("", "Folder for sft.yaml, train.log, model/ and train_done.json.")
     adapter: str = _f("", "A LoRA adapter to keep training (empty = a fresh adapter).")

@@ -11,7 +11,7 @@ def test_judge_items_list_the_gold_rationale_and_letter_swapped_copies():
     """experiments.geosynth_model --judge_items: 3 candidates, the gold one at least once, the others differ
     from it only in the answer letter; the target is the gold answer; the same seed, the same items."""
     problems = [Problem(f"p{i}", "/i.png", f"x{i}?", ("20°", "40°", "50°", "80°"), "B",
-                        rationale=f"x = 20° + 20° = 40°.\nAnswer: B") for i in range(6)]
+                        rationale="x = 20° + 20° = 40°.\nAnswer: B") for i in range(6)]
     items = judge_items(problems, PromptConfig(), 60, seed=3)
     assert items == judge_items(problems, PromptConfig(), 60, seed=3)
     assert len(items) == 60 and {it["id"].split("-")[2] for it in items[:6]} == {p.id for p in problems}

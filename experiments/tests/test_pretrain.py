@@ -6,8 +6,8 @@ import torch
 from core.config import PromptConfig
 from data_gen import geosynth
 from data_gen.geoqa import load_split
-from data_gen.reflection import warmup_items
 from experiments.pretrain import Batches, Encoder, PretrainConfig, encode_all, pretrain
+from mix.reflection import warmup_items
 
 
 def items_for(tmp_path, n=12):
