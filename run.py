@@ -28,6 +28,7 @@ from core import rundir
 from core.config import REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, parse_args, to_dict
 from core.io import atomic_write_json, read_json, read_jsonl
 from core.log import get_logger
+from core.registry import load_plugins
 from core.proc import CommandError
 from data_gen.geoqa import DataError
 from data_gen.problem import Problem
@@ -229,6 +230,7 @@ def write_report(run: Run, all_metrics: list[dict]) -> str:
 
 def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     check_model_dir(cfg.model.base_model)
+    load_plugins(cfg.plugins)  # before the mix check: a plugin's variants are known only once imported
     check_mix_config(cfg.mix)
     run_dir = open_run_dir(cfg, restart)
     log.info("config: %s", to_dict(cfg))

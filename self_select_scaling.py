@@ -63,6 +63,7 @@ from core import rundir
 from core.config import RESULT_NEUTRAL, ConfigError, ScalingConfig, parse_args, to_dict
 from core.io import atomic_write_json
 from core.log import get_logger
+from core.registry import load_plugins
 from core.proc import CommandError
 from data_gen.geoqa import DataError
 from data_gen.sources import load_problems
@@ -161,6 +162,11 @@ def inherit_run_config(cfg: ScalingConfig, run_dir: Path, given: Collection[str]
                     and theirs[f.name] != getattr(current, f.name):
                 setattr(current, f.name, theirs[f.name])
                 taken.append(f"{section}.{f.name}")
+    # The run's plugins too, beside any given here: its mix options may name their variants.
+    more = [name for name in tree.get("plugins") or [] if name not in cfg.plugins]
+    if more:
+        cfg.plugins = [*cfg.plugins, *more]
+        taken.append("plugins")
     return taken
 
 
@@ -245,6 +251,7 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
                           f"N candidates need at least N samples; raise num_test_samples.")
     run_dir = find_run_dir(cfg)
     taken = inherit_run_config(cfg, run_dir, given) if run_dir is not None else []
+    load_plugins(cfg.plugins)
     check_model_dir(cfg.model.base_model)
     if cfg.ckpt_dir and not cfg.train_select_mix and not Path(cfg.ckpt_dir).expanduser().is_dir():
         raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "

@@ -144,20 +144,8 @@ class MixConfig:
     select_mixed_n: bool = _f(False, "Self-select items with N in 2..max_select_n candidates "
                               "(the scaling model) instead of 2+1 / 1+2.")
     max_select_n: int = _f(6, "Largest candidate set for mixed-N self-select items.")
-    select_target: str = _f("answer", "Self-select target: answer = \"Answer: B\" (R3V); pointer = "
-                            "\"Prediction k is correct.\\nAnswer: B\", naming a correct candidate "
-                            "first (not in R3V: the answer is then copied from a candidate instead "
-                            "of recomputed); check = one line per candidate naming the option whose value "
-                            "it computed and the answer it gave (\"Prediction 1: computed B, answered C.\"), "
-                            "then \"Answer: B\" (not in R3V: it spells out the value-to-letter check a judge "
-                            "of these candidates needs); value = one line per candidate writing the value it "
-                            "computed, then the option with that value (\"Prediction 1: 56° is option B.\"), "
-                            "then \"Answer: B\" (not in R3V: the check in two steps, copy the value, then "
-                            "find it among the options; free-form questions get check lines); table = value "
-                            "lines after a first line that lists the options value first (\"Options: 28° is A, "
-                            "56° is B, ...\", lines \"Prediction 1: 56° is B.\"), so finding a value's "
-                            "letter is a copy from earlier in the output. Test-time answers are read from the answer line "
-                            "in every case.")
+    select_target: str = _f("answer", "Self-select target: answer = \"Answer: B\" (R3V), or a target a "
+                            "plugin registers (experiments/README.md).")
     select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
                            "natural select sets.")
     swap_select: int = _f(0, "Also add up to this many self-select sets per question made from one of its "
@@ -205,6 +193,9 @@ class WarmupConfig:
 class StageConfigs:
     """The stage options that run.py and self_select_scaling.py share."""
 
+    plugins: list = _f([], "Modules to import first: they register variants by name (select targets, "
+                        "...) that this config may then name, e.g. [experiments.variants]. Saved with the "
+                        "run, so a resume and eval.evaluate import the same.")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -478,9 +469,10 @@ def _with_defaults(old: dict, defaults: dict) -> dict:
 
 
 # Keys that may change when a folder's steps are resumed: where and how fast the work runs (batch
-# size, processes, nodes, attention kernels) does not change what its finished files hold. Each entry
+# size, processes, nodes, attention kernels) does not change what its finished files hold, nor does
+# which modules are imported (plugins: the variants a run uses are named by other keys). Each entry
 # point adds its own (run.py: total_iters, export_final; self_select_scaling.py: out).
-RESULT_NEUTRAL = ("sample.batch_size", "sample.num_processes", "sample.accelerate_config", "sample.num_machines",
+RESULT_NEUTRAL = ("plugins", "sample.batch_size", "sample.num_processes", "sample.accelerate_config", "sample.num_machines",
                   "sample.node_wait_s", "model.sdpa_backends", "train.num_gpus", "train.nnodes")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from core.io import read_jsonl
 from core.rundir import RUN_CONFIG_FILE, in_order
 from data_gen import prompts
-from data_gen.problem import Problem
+from data_gen.problem import LETTERS, Problem
 from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer,
                           option_of_value, option_value_texts)
 from eval.arithmetic import arithmetic_steps, recomputed_value
@@ -110,6 +110,15 @@ def select_diagnostics(samples: list[dict], selects: list[dict]) -> dict:
             "select_vs_vote_p": sign_test_p(select_only, vote_only), **pointer_diagnostics(by_id, selects)}
 
 
+POINTER = re.compile(r"\s*Prediction (\d+) is correct")
+
+
+def read_pointer(output: str) -> int | None:
+    """The candidate position a select output names first (experiments.select_targets' pointer target) ("Prediction 2 is correct."), if any."""
+    match = POINTER.match(output)
+    return int(match.group(1)) if match else None
+
+
 def strict_majority(answers: list[str | None]) -> str | None:
     """The one most frequent answer (None answers do not vote); None on a tie or with no answers."""
     counts = Counter(a for a in answers if a is not None).most_common(2)
@@ -159,7 +168,7 @@ def pointer_diagnostics(samples_by_id: dict[str, dict], selects: list[dict]) -> 
     named = copies = right = 0
     chance = 0.0
     for r in selects:
-        position = prompts.read_pointer(r["predictions"][0])
+        position = read_pointer(r["predictions"][0])
         sample = samples_by_id[r["id"]]
         order = listed_order(r, sample) if position else None
         if order is None or not 1 <= position <= len(order):
@@ -183,6 +192,11 @@ VALUE_LINE = re.compile(r"^\s*Prediction (\d+): (?:no value|((?:(?!Prediction \d
 TABLE_LINE = re.compile(r"^\s*Options: (.*?)\.?[ \t\r]*$", re.M)
 
 
+def options_table(values: list[str]) -> str:
+    """The options listed value first, as mix.select_target=table writes them: "28° is A, 56° is B"."""
+    return ", ".join(f"{v} is {LETTERS[i]}" for i, v in enumerate(values))
+
+
 def _listed_lines(samples: list[dict], selects: list[dict], line: re.Pattern):
     """(select record, its question's samples, the listed order, the lines found) for each select output
     with lines of this pattern whose prompt lists the question's samples; the lines as (0-based listed
@@ -197,7 +211,7 @@ def _listed_lines(samples: list[dict], selects: list[dict], line: re.Pattern):
 
 
 def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
-    """Select outputs with check lines (mix.select_target=check, data_gen.prompts.check_target): how
+    """Select outputs with check lines (mix.select_target=check, experiments.select_targets): how
     often a line states the listed candidate's answer, and (multiple choice) the option whose value
     it computed, correctly, and how many of the listed candidates get a line (coverage). computed_copy:
     how often the computed option is the answer the candidate gave, which is what a line would score
@@ -228,7 +242,7 @@ def check_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
 
 
 def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[Problem]) -> dict:
-    """Select outputs with value lines (mix.select_target=value or table, data_gen.prompts.value_target), on
+    """Select outputs with value lines (mix.select_target=value or table, experiments.select_targets), on
     multiple-choice questions. Per line of a listed candidate: value_acc, the written value (or "no
     value") is the one the candidate computed last, as written; option_acc (lines of candidates that
     computed a value), the option named is that value's option ("no option" where none has it), against
@@ -254,7 +268,7 @@ def value_diagnostics(samples: list[dict], selects: list[dict], problems: list[P
         table = TABLE_LINE.search(r["predictions"][0])
         if table:
             tables += 1
-            table_right += table.group(1) == prompts.options_table(option_value_texts(choices))
+            table_right += table.group(1) == options_table(option_value_texts(choices))
         named = []
         for at, written, option in found:
             j = order[at]
@@ -459,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
     import json
 
     from core.config import RunConfig, apply_yaml
+    from core.registry import load_plugins
     from data_gen.sources import load_problems
 
     argv = sys.argv[1:] if argv is None else argv
@@ -470,6 +485,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"{iter_dir}: no {RUN_CONFIG_FILE} in {run_dir}; give an iteration folder of a run.")
     cfg = RunConfig()
     apply_yaml(cfg, run_dir / RUN_CONFIG_FILE)
+    load_plugins(cfg.plugins)  # the run's own, as saved
     metrics = iteration_metrics(iter_dir, load_problems(cfg.data, "test", run_dir, cfg.seed))
     val = load_problems(cfg.data, "val", run_dir, cfg.seed)
     if val:

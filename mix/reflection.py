@@ -6,10 +6,6 @@
     refine   question + a negative rationale -> a positive one    (L_REF, at most one per question)
     select   question + shuffled candidates -> "Answer: B"        (L_SEL: 2 pos + 1 neg and
              1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model;
-             mix.select_target=pointer: "Prediction k is correct.\nAnswer: B";
-             mix.select_target=check: "Prediction 1: computed B, answered C.\n...\nAnswer: B";
-             mix.select_target=value: "Prediction 1: 56° is option B.\n...\nAnswer: B";
-             mix.select_target=table: "Options: 28° is A, 56° is B, ...\nPrediction 1: 56° is B.\n...";
              mix.select_sets=natural: N samples at random, repeats kept, as at test time;
              mix.swap_select: sets of one own positive and copies naming another option)
 
@@ -22,6 +18,10 @@ of the option it names (eval.answers.derived_value_matches), so lucky letters ar
 `mix.arith_check` (not in R3V) it must write no wrong arithmetic step (eval.arithmetic). Every random
 choice comes from an RNG keyed by (seed, iteration, question id), so the mix is reproducible and
 does not depend on the order of the pool files.
+
+Variants are looked up by name (core.registry): SELECT_TARGETS (mix.select_target; R3V's `answer`
+here) and SELECT_SETS (mix.select_sets; `fixed`, `natural`). A plugin module named in `plugins`
+registers more (experiments/select_targets.py).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from core.config import ConfigError, MixConfig, PromptConfig
+from core.registry import Registry
 from data_gen import prompts
 from data_gen.problem import Problem
-from eval.answers import (computed_value_text, derived_option, derived_value_matches, extract_answer,
-                          option_of_value, option_value_texts)
+from eval.answers import derived_value_matches
 from eval.arithmetic import wrong_steps
 from eval.metrics import majority_vote
 
@@ -104,34 +104,36 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
-SELECT_TARGETS = ("answer", "pointer", "check", "value", "table")
-SELECT_SETS = ("fixed", "natural")
+# mix.select_target: f(problem, candidates as listed) -> the select item's target text
+SELECT_TARGETS = Registry("mix.select_target")
+# mix.select_sets: f(problem, positives, negatives, all usable candidates, rng, cfg, prompt_cfg) -> select items
+SELECT_SETS = Registry("mix.select_sets")
+
+
+@SELECT_TARGETS.register("answer")
+def answer_select_target(problem: Problem, chosen: list[Candidate]) -> str:
+    """R3V's target: the direct answer, "Answer: B"."""
+    return prompts.answer_target(problem)
 
 
 def select_item(problem: Problem, chosen: list[Candidate], rng: random.Random, item_id: str,
                 cfg: MixConfig, prompt_cfg: PromptConfig) -> dict:
     chosen = list(chosen)
     rng.shuffle(chosen)
-    if cfg.select_target == "pointer":  # the first correct candidate as listed (positions are shuffled)
-        response = prompts.pointer_target(problem, 1 + next(i for i, c in enumerate(chosen) if c.correct))
-    elif cfg.select_target == "check":  # each candidate's computed option and answer, read by eval.answers
-        response = prompts.check_target(problem, [
-            (derived_option(c.text, problem.choices) if problem.choices else None,
-             extract_answer(c.text, problem.choices)) for c in chosen])
-    elif cfg.select_target in ("value", "table") and problem.choices:  # each candidate's value, then its option
-        values = [computed_value_text(c.text) for c in chosen]
-        response = prompts.value_target(problem, [(v, option_of_value(v, problem.choices) if v else None)
-                                                  for v in values],
-                                        option_value_texts(problem.choices) if cfg.select_target == "table" else None)
-    elif cfg.select_target in ("value", "table"):  # free form: the value is the answer, so the check lines say it
-        response = prompts.check_target(problem, [(None, extract_answer(c.text, None)) for c in chosen])
-    else:
-        response = prompts.answer_target(problem)
+    response = SELECT_TARGETS.get(cfg.select_target)(problem, chosen)
     vote = majority_vote([c.answer for c in chosen])  # as MV at test time: ties to the first listed
     return {"kind": "select", "id": item_id, "image": problem.image,
             "prompt": prompts.select_prompt(problem, [c.text for c in chosen], prompt_cfg),
             "response": response, "num_candidates": len(chosen),
             "vote_right": vote is not None and any(c.correct for c in chosen if c.answer == vote)}
+
+
+@SELECT_SETS.register("fixed")
+def fixed_or_mixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candidate], cands: list[Candidate],
+                                rng: random.Random, cfg: MixConfig, prompt_cfg: PromptConfig) -> list[dict]:
+    """R3V's sets from the question's positives and negatives: 2+1 and 1+2, or N = 2..max with select_mixed_n."""
+    return (mixed_select_items(problem, pos, neg, rng, cfg, prompt_cfg) if cfg.select_mixed_n
+            else fixed_select_items(problem, pos, neg, rng, cfg, prompt_cfg))
 
 
 def fixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candidate],
@@ -168,6 +170,12 @@ def mixed_select_items(problem: Problem, pos: list[Candidate], neg: list[Candida
             items.append(select_item(problem, chosen, rng, f"select-{problem.id}-n{n}-{len(seen)}", cfg,
                                      prompt_cfg))
     return items
+
+
+@SELECT_SETS.register("natural")
+def natural_sets(problem: Problem, pos: list[Candidate], neg: list[Candidate], cands: list[Candidate],
+                 rng: random.Random, cfg: MixConfig, prompt_cfg: PromptConfig) -> list[dict]:
+    return natural_select_items(problem, cands, rng, cfg, prompt_cfg)
 
 
 def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.Random, cfg: MixConfig,
@@ -228,10 +236,8 @@ def check_mix_config(cfg: MixConfig) -> None:
                           f"(mix.include_select=false leaves the select items out).")
     if cfg.include_select and cfg.select_mixed_n and cfg.max_select_n < 2:
         raise ConfigError(f"mix.max_select_n={cfg.max_select_n}: mixed-N select sets need 2 or more candidates.")
-    if cfg.select_sets not in SELECT_SETS:
-        raise ConfigError(f"mix.select_sets={cfg.select_sets!r}: use one of {', '.join(SELECT_SETS)}.")
-    if cfg.select_target not in SELECT_TARGETS:
-        raise ConfigError(f"mix.select_target={cfg.select_target!r}: use one of {', '.join(SELECT_TARGETS)}.")
+    SELECT_SETS.get(cfg.select_sets)  # an unknown name is refused with the known ones
+    SELECT_TARGETS.get(cfg.select_target)
     if cfg.swap_select < 0:
         raise ConfigError(f"mix.swap_select={cfg.swap_select}: use 0 (none) or more.")
     if cfg.include_cot and cfg.cot_per_question < 1:
@@ -267,11 +273,8 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
             items.append({"kind": "refine", "id": f"refine-{p.id}", "image": p.image,
                           "prompt": prompts.refine_prompt(p, neg[0].text, prompt_cfg),
                           "response": pos[0].text})
-        if cfg.include_select and cfg.select_sets == "natural":
-            items += natural_select_items(p, by_id.get(p.id, []), rng, cfg, prompt_cfg)
-        elif cfg.include_select:
-            items += (mixed_select_items(p, pos, neg, rng, cfg, prompt_cfg) if cfg.select_mixed_n
-                      else fixed_select_items(p, pos, neg, rng, cfg, prompt_cfg))
+        if cfg.include_select:
+            items += SELECT_SETS.get(cfg.select_sets)(p, pos, neg, by_id.get(p.id, []), rng, cfg, prompt_cfg)
         if cfg.include_select and cfg.swap_select:
             items += swap_select_items(p, pos, rng, cfg, prompt_cfg)
     random.Random(f"{seed}-mix-{iteration}").shuffle(items)
