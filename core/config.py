@@ -136,9 +136,8 @@ class MixConfig:
                            "number other than the value of the option it names "
                            "(a lucky letter; R3V keeps it). Such a rationale is then neither a positive "
                            "nor a negative.")
-    arith_check: bool = _f(False, "Drop a correct rationale that writes a wrong arithmetic step "
-                           "(eval.arithmetic: \"2 × 8 ÷ 4 = 3\"; right letter, wrong work; R3V keeps it). "
-                           "Such a rationale is then neither a positive nor a negative.")
+    filters: list = _f([], "Candidate filters by name, applied after value_check (not in R3V; a plugin registers "
+                        "them, e.g. [arith] from experiments.variants). Empty = R3V's filters only.")
     include_select: bool = _f(True, "Add self-select items (L_SEL).")
     min_chars: int = _f(50, "A candidate must be longer than this many characters (reference: 50).")
     select_mixed_n: bool = _f(False, "Self-select items with N in 2..max_select_n candidates "
@@ -148,11 +147,8 @@ class MixConfig:
                             "plugin registers (experiments/README.md).")
     select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
                            "natural select sets.")
-    swap_select: int = _f(0, "Also add up to this many self-select sets per question made from one of its "
-                          "own correct rationales (one whose computed value is its option's) and copies of it "
-                          "whose last letter names another option (not in R3V: such sets can only be judged by "
-                          "reading the value and finding its option, the check this model's select answers "
-                          "miss; docs/results.md). 0 = none.")
+    extra_sets: dict = _f({}, "More self-select sets per question, by name -> how many (not in R3V; a plugin "
+                          "registers them, e.g. {swap: 4} from experiments.variants). Empty = none.")
     select_sets: str = _f("fixed", "How self-select candidate sets are drawn: fixed = 2 pos + 1 neg and "
                           "1 pos + 2 neg (R3V; mixed N: 1..N-1 positives); natural = N (3, or 2..max_select_n "
                           "with select_mixed_n) of the question's usable samples from the whole pool drawn "
@@ -241,14 +237,19 @@ class ScalingConfig(StageConfigs):
                       "sample, mix and train option left at its default here.")
 
 
+# --------------------------------------------------------------------------- loading
+
+
+# Every dict-typed config field, as a dotted key: a YAML mapping there is one value.
+DICT_KEYS: set[str] = set()
+
+
 # The seed's flags (SEED.md) mapped to their dotted keys.
 ALIASES = {
     "base_model": "model.base_model",
     "geoqa_dir": "data.geoqa_dir",
     "batch_size": "sample.batch_size",
 }
-
-# --------------------------------------------------------------------------- loading
 
 
 def field_help(cls: type) -> dict[str, tuple[str, Any, str]]:
@@ -316,6 +317,10 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
 
 def _set(cfg: Any, key: str, value: Any, source: str, valid: dict) -> None:
     """Set a dotted key on a nested dataclass instance."""
+    if key in RETIRED and key not in valid:
+        if _retired_is_off(key, value):
+            return  # what every config saved before the key retired holds: nothing to do
+        raise ConfigError(f"{source}: {retired_spelling(key, value)}.")
     if key not in valid:
         raise ConfigError(f"{source}: unknown key '{key}'. Valid keys: {', '.join(sorted(valid))}"
                           + (f"; seed aliases: {', '.join('--' + a for a in ALIASES)}" if ALIASES else ""))
@@ -327,19 +332,96 @@ def _set(cfg: Any, key: str, value: Any, source: str, valid: dict) -> None:
     setattr(obj, name, _convert(value, tp, key, source))
 
 
+def _dict_keys(cls: type, prefix: str = "") -> set[str]:
+    """Dotted keys of the dict-typed fields of a config class (their values are single config values)."""
+    keys: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys |= _dict_keys(tp, f"{prefix}{f.name}.")
+        elif tp is dict or typing.get_origin(tp) is dict:
+            keys.add(f"{prefix}{f.name}")
+    return keys
+
+
+DICT_KEYS.update(_dict_keys(RunConfig), _dict_keys(ScalingConfig))
+
+
+def _is_leaf(key: str) -> bool:
+    """A dict at this dotted key is one value (train.overrides, mix.extra_sets), not a section."""
+    return key in DICT_KEYS
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and not key.endswith("overrides"):
+        if isinstance(v, dict) and not _is_leaf(key):
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
     return out
 
 
-def apply_yaml(cfg: Any, path: str | Path) -> set[str]:
-    """Apply a YAML file (same nesting as the dataclasses) onto cfg; returns the dotted keys it set."""
+def _unflatten(flat: dict[str, Any]) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        *parents, name = key.split(".")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[name] = value
+    return tree
+
+
+# Keys that left the product for experiments/ (their variants register from a plugin now). Every
+# config.yaml saved before holds them: at the value that meant "off" they are dropped; any other value
+# is what the new keys now say, and a saved folder resumes once its command says it that way.
+RETIRED = {
+    "mix.swap_select": (0, lambda v: {"mix.extra_sets": {"swap": v}},
+                        "plugins=[experiments.variants] mix.extra_sets={{swap: {v}}}"),
+    "mix.arith_check": (False, lambda v: {"mix.filters": ["arith"]},
+                        "plugins=[experiments.variants] mix.filters=[arith]"),
+}
+
+
+def _retired_is_off(key: str, value: Any) -> bool:
+    off = RETIRED[key][0]
+    try:
+        return _convert(value, type(off), key, "") == off
+    except ConfigError:
+        return False
+
+
+def retired_spelling(key: str, value: Any) -> str:
+    return f"{key}={value} moved to experiments/ (experiments/README.md); write it as " \
+           + RETIRED[key][2].format(v=value)
+
+
+def migrate_retired(tree: dict) -> tuple[dict, list[str]]:
+    """A saved config tree with its retired keys dropped (off) or rewritten in today's keys; and a note
+    per rewritten key, naming its new spelling."""
+    flat, notes = _flatten(tree), []
+    for key in [k for k in flat if k in RETIRED]:
+        value = flat.pop(key)
+        if _retired_is_off(key, value):
+            continue
+        notes.append(retired_spelling(key, value))
+        for new_key, new_value in RETIRED[key][1](value).items():
+            old = flat.get(new_key)
+            if isinstance(new_value, dict):
+                flat[new_key] = {**(old or {}), **new_value}
+            elif isinstance(new_value, list):
+                flat[new_key] = [*(old or []), *[x for x in new_value if x not in (old or [])]]
+            else:
+                flat[new_key] = new_value
+    return _unflatten(flat), notes
+
+
+def apply_yaml(cfg: Any, path: str | Path, *, saved: bool = False) -> set[str]:
+    """Apply a YAML file (same nesting as the dataclasses) onto cfg; returns the dotted keys it set.
+    saved: the file is a run folder's own config.yaml, whose retired keys are read in today's spelling."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file; give the path of a YAML config "
@@ -350,6 +432,8 @@ def apply_yaml(cfg: Any, path: str | Path) -> set[str]:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of config keys.")
+    if saved:
+        tree, _ = migrate_retired(tree)
     valid = field_help(type(cfg))
     keys = set()
     for key, value in _flatten(tree).items():
@@ -450,21 +534,21 @@ def diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:
     changed = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict) and not key.endswith("overrides"):
+        if isinstance(a, dict) and isinstance(b, dict) and not _is_leaf(f"{prefix}{key}"):
             changed += diff_configs(a, b, f"{prefix}{key}.")
         elif a != b:
             changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changed
 
 
-def _with_defaults(old: dict, defaults: dict) -> dict:
+def _with_defaults(old: dict, defaults: dict, prefix: str = "") -> dict:
     """`old` with the keys it lacks taken from `defaults` (recursively)."""
     filled = dict(old)
     for key, value in defaults.items():
         if key not in filled:
             filled[key] = value
-        elif isinstance(value, dict) and isinstance(filled[key], dict) and not key.endswith("overrides"):
-            filled[key] = _with_defaults(filled[key], value)
+        elif isinstance(value, dict) and isinstance(filled[key], dict) and not _is_leaf(f"{prefix}{key}"):
+            filled[key] = _with_defaults(filled[key], value, f"{prefix}{key}.")
     return filled
 
 
@@ -486,13 +570,14 @@ def save_or_check(saved: Path, new: dict, allowed: tuple[str, ...], where: str, 
     """
     resumed = saved.is_file()
     if resumed:
-        old = yaml.safe_load(saved.read_text()) or {}
+        old, notes = migrate_retired(yaml.safe_load(saved.read_text()) or {})
         if defaults:
             old = _with_defaults(old, defaults)
         changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
         if changed:
             raise ConfigError(f"{where} holds results of another config; changed keys:\n  "
-                              + "\n  ".join(changed) + f"\n{fix}")
+                              + "\n  ".join(changed) + f"\n{fix}"
+                              + "".join(f"\n{saved} holds {note}." for note in notes))
     from core.io import atomic_write_text
 
     atomic_write_text(saved, yaml.safe_dump(new, sort_keys=False))

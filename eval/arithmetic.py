@@ -17,7 +17,7 @@ operators (an ast walk, no eval); "1,000" reads as 1000, and a written decimal m
 
 Not R3V: R3V judges a rationale by its final answer only. These steps show what a judge of the
 candidates would need to do after the loop has fixed the letter binding (eval.evaluate
-`arithmetic_diagnostics`), and `mix.arith_check` drops correct rationales with a wrong step from
+`arithmetic_diagnostics`), and the `arith` filter (experiments.mix_variants, mix.filters=[arith]) drops correct rationales with a wrong step from
 the training mix.
 """
 

@@ -368,7 +368,7 @@ def recompute_vote(record: dict, problem: Problem) -> str | None:
 
 def arithmetic_diagnostics(samples: list[dict], problems: list[Problem]) -> dict:
     """How often the sampled rationales' arithmetic steps are wrong (eval.arithmetic), over all answered
-    rationales and over the correct ones (right letter, wrong work: what mix.arith_check drops), and
+    rationales and over the correct ones (right letter, wrong work: what mix.filters=[arith] drops), and
     the accuracy of recompute_vote over the multiple-choice questions."""
     by_id = {p.id: p for p in problems}
     steps = wrong = rationales = wrong_rationales = correct = correct_wrong = voted = recompute_right = 0
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not (run_dir / RUN_CONFIG_FILE).is_file():
         sys.exit(f"{iter_dir}: no {RUN_CONFIG_FILE} in {run_dir}; give an iteration folder of a run.")
     cfg = RunConfig()
-    apply_yaml(cfg, run_dir / RUN_CONFIG_FILE)
+    apply_yaml(cfg, run_dir / RUN_CONFIG_FILE, saved=True)
     load_plugins(cfg.plugins)  # the run's own, as saved
     metrics = iteration_metrics(iter_dir, load_problems(cfg.data, "test", run_dir, cfg.seed))
     val = load_problems(cfg.data, "val", run_dir, cfg.seed)

@@ -1,5 +1,10 @@
 """Mix variants of the GeoSynth research that are not part of R3V.
 
+Registered by name when imported (plugins=[experiments.variants]):
+- mix.extra_sets={swap: N}: N select sets per question of one own correct rationale and copies of it
+  whose last letter names another option (was mix.swap_select=N).
+- mix.filters=[arith]: drop a correct rationale that writes a wrong arithmetic step (eval.arithmetic;
+  right letter, wrong work; was mix.arith_check=true).
 judge_items: self-select items built from gold rationales with swapped answer letters, taught to a
 from-scratch base model (`python -m experiments.geosynth_model --judge_items N`) and measured by
 `python -m experiments.select_judge_probe`.
@@ -9,10 +14,55 @@ from __future__ import annotations
 
 import random
 
-from core.config import PromptConfig
+from core.config import MixConfig, PromptConfig
 from data_gen import prompts
-from data_gen.problem import Problem
-from mix.reflection import letter_swap_set
+from data_gen.problem import LETTERS, Problem
+from eval.answers import derived_value_matches
+from eval.arithmetic import wrong_steps
+from mix.reflection import EXTRA_SETS, FILTERS, Candidate, select_item
+
+
+@FILTERS.register("arith")
+def wrong_arithmetic(text: str, answer: str | None, correct: bool, problem: Problem | None) -> str | None:
+    """A correct rationale with a wrong arithmetic step ("2 × 8 ÷ 4 = 3") is not trained on."""
+    return "wrong arithmetic step" if correct and wrong_steps(text) else None
+
+
+def letter_swap_set(text: str, answer: str, num_options: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Three candidates from a rationale that ends in its answer letter, as (text, letter), unshuffled:
+    the rationale at least once, the others copies whose last letter names another option (0-2 of
+    them, two naming the same wrong letter half of the time, so a wrong answer can hold the majority)."""
+    others = [c for c in LETTERS[:num_options] if c != answer]
+    num_wrong = rng.randrange(min(3, len(others) + 1))  # two-option problems: at most one wrong letter
+    wrong = rng.sample(others, num_wrong)
+    if num_wrong == 2 and rng.random() < 0.5:
+        wrong = [wrong[0], wrong[0]]
+    stem = text[:-len(answer)]
+    return [(stem + letter, letter) for letter in [answer] * (3 - num_wrong) + wrong]
+
+
+@EXTRA_SETS.register("swap")
+def swap_select_items(problem: Problem, pos: list[Candidate], rng: random.Random, count: int, cfg: MixConfig,
+                      prompt_cfg: PromptConfig) -> list[dict]:
+    """mix.extra_sets={swap: N} (not in R3V; was mix.swap_select=N): select sets made from the question's
+    own correct rationales.
+
+    Each set is one positive that ends in "Answer: <its letter>" and whose computed value is the value
+    of that option (eval.answers.derived_value_matches, whatever mix.value_check says), listed with
+    copies of it whose last letter names another option (letter_swap_set). The copies share the
+    positive's reasoning, so the set can only be judged by reading the value and finding its option:
+    the check this model's select answers miss (docs/results.md). Up to N sets per
+    question, cycling over the usable positives, newest first; labelled like the other select items.
+    """
+    sources = [c for c in pos if c.text.rstrip().endswith(f"Answer: {problem.answer}")
+               and problem.choices and derived_value_matches(c.text, problem.answer, problem.choices) is True]
+    items = []
+    for j in range(count if sources else 0):
+        src = sources[j % len(sources)]
+        chosen = [Candidate(text, letter == problem.answer, src.iteration, letter)
+                  for text, letter in letter_swap_set(src.text.rstrip(), problem.answer, len(problem.choices), rng)]
+        items.append(select_item(problem, chosen, rng, f"select-{problem.id}-swap{j + 1}", cfg, prompt_cfg))
+    return items
 
 
 def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: int, seed: int) -> list[dict]:

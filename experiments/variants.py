@@ -6,4 +6,5 @@ YAML registers them by name (core.registry), so its config may name them:
 Importing this module imports the modules that register themselves.
 """
 
+from experiments import mix_variants  # noqa: F401  (the swap extra sets, the arith filter)
 from experiments import select_targets  # noqa: F401  (pointer, check, value, table select targets)

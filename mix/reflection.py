@@ -7,21 +7,22 @@
     select   question + shuffled candidates -> "Answer: B"        (L_SEL: 2 pos + 1 neg and
              1 pos + 2 neg where possible; or mixed N in 2..max for the scaling model;
              mix.select_sets=natural: N samples at random, repeats kept, as at test time;
-             mix.swap_select: sets of one own positive and copies naming another option)
+             mix.extra_sets: more select sets, by name, from a plugin)
 
 The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
 iteration index (the reference ordered files by modification time, REFERENCE.md §7.13). A
 candidate must pass the reference filters: longer than `min_chars`, not starting with "Answer"
 (it has a rationale), an extractable answer, and not cut off at max_new_tokens. With
 `mix.value_check` (not in R3V) a correct multiple-choice candidate must also have computed the value
-of the option it names (eval.answers.derived_value_matches), so lucky letters are not trained on; with
-`mix.arith_check` (not in R3V) it must write no wrong arithmetic step (eval.arithmetic). Every random
+of the option it names (eval.answers.derived_value_matches), so lucky letters are not trained on; then
+the filters named in `mix.filters` (none in R3V) run in their order. Every random
 choice comes from an RNG keyed by (seed, iteration, question id), so the mix is reproducible and
 does not depend on the order of the pool files.
 
 Variants are looked up by name (core.registry): SELECT_TARGETS (mix.select_target; R3V's `answer`
-here) and SELECT_SETS (mix.select_sets; `fixed`, `natural`). A plugin module named in `plugins`
-registers more (experiments/select_targets.py).
+here), SELECT_SETS (mix.select_sets; `fixed`, `natural`), FILTERS (mix.filters; none here) and
+EXTRA_SETS (mix.extra_sets; none here). A plugin module named in `plugins` registers more
+(experiments/variants.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from core.registry import Registry
 from data_gen import prompts
 from data_gen.problem import Problem
 from eval.answers import derived_value_matches
-from eval.arithmetic import wrong_steps
 from eval.metrics import majority_vote
 
 
@@ -72,10 +72,11 @@ def collect_candidates(pool: list[tuple[int, list[dict]]], cfg: MixConfig, reaso
             for text, answer, correct, truncated in zip(r["predictions"], r["answers"], r["correct"],
                                                         r["truncated"]):
                 reason = filter_reason(text, answer, truncated, cfg.min_chars)
+                problem = problems.get(r["id"]) if problems else None
                 if not reason and cfg.value_check and correct:
-                    reason = _value_reason(text, problems.get(r["id"]) if problems else None)
-                if not reason and cfg.arith_check and correct and wrong_steps(text):
-                    reason = "wrong arithmetic step"
+                    reason = _value_reason(text, problem)
+                for name in cfg.filters:
+                    reason = reason or FILTERS.get(name)(text, answer, bool(correct), problem)
                 if reason:
                     reasons[reason] += 1
                     continue
@@ -108,6 +109,10 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
 SELECT_TARGETS = Registry("mix.select_target")
 # mix.select_sets: f(problem, positives, negatives, all usable candidates, rng, cfg, prompt_cfg) -> select items
 SELECT_SETS = Registry("mix.select_sets")
+# mix.filters: f(text, extracted answer, correct, problem or None) -> why the candidate is dropped, or None
+FILTERS = Registry("mix.filters")
+# mix.extra_sets: f(problem, positives, rng, count, cfg, prompt_cfg) -> up to `count` more select items
+EXTRA_SETS = Registry("mix.extra_sets")
 
 
 @SELECT_TARGETS.register("answer")
@@ -207,28 +212,6 @@ def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.R
     return items
 
 
-def swap_select_items(problem: Problem, pos: list[Candidate], rng: random.Random, cfg: MixConfig,
-                      prompt_cfg: PromptConfig) -> list[dict]:
-    """mix.swap_select (not in R3V): select sets made from the question's own correct rationales.
-
-    Each set is one positive that ends in "Answer: <its letter>" and whose computed value is the value
-    of that option (eval.answers.derived_value_matches, whatever mix.value_check says), listed with
-    copies of it whose last letter names another option (letter_swap_set). The copies share the
-    positive's reasoning, so the set can only be judged by reading the value and finding its option:
-    the check this model's select answers miss (docs/results.md). Up to mix.swap_select sets per
-    question, cycling over the usable positives, newest first; labelled like the other select items.
-    """
-    sources = [c for c in pos if c.text.rstrip().endswith(f"Answer: {problem.answer}")
-               and problem.choices and derived_value_matches(c.text, problem.answer, problem.choices) is True]
-    items = []
-    for j in range(cfg.swap_select if sources else 0):
-        src = sources[j % len(sources)]
-        chosen = [Candidate(text, letter == problem.answer, src.iteration, letter)
-                  for text, letter in letter_swap_set(src.text.rstrip(), problem.answer, len(problem.choices), rng)]
-        items.append(select_item(problem, chosen, rng, f"select-{problem.id}-swap{j + 1}", cfg, prompt_cfg))
-    return items
-
-
 def check_mix_config(cfg: MixConfig) -> None:
     """Refuse mix options that cannot build a mix (run.py calls this before any sampling)."""
     if cfg.include_select and (cfg.select_mixed_n or cfg.select_sets == "natural") and cfg.select_per_n < 1:
@@ -238,8 +221,13 @@ def check_mix_config(cfg: MixConfig) -> None:
         raise ConfigError(f"mix.max_select_n={cfg.max_select_n}: mixed-N select sets need 2 or more candidates.")
     SELECT_SETS.get(cfg.select_sets)  # an unknown name is refused with the known ones
     SELECT_TARGETS.get(cfg.select_target)
-    if cfg.swap_select < 0:
-        raise ConfigError(f"mix.swap_select={cfg.swap_select}: use 0 (none) or more.")
+    for name in cfg.filters:
+        FILTERS.get(name)
+    for name, count in cfg.extra_sets.items():
+        EXTRA_SETS.get(name)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ConfigError(f"mix.extra_sets: {name}: {count!r}; give how many sets per question, 0 or more "
+                              f"(e.g. mix.extra_sets={{{name}: 4}}).")
     if cfg.include_cot and cfg.cot_per_question < 1:
         raise ConfigError(f"mix.cot_per_question={cfg.cot_per_question}: use 1 or more "
                           f"(mix.include_cot=false leaves the rationales out).")
@@ -275,8 +263,9 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
                           "response": pos[0].text})
         if cfg.include_select:
             items += SELECT_SETS.get(cfg.select_sets)(p, pos, neg, by_id.get(p.id, []), rng, cfg, prompt_cfg)
-        if cfg.include_select and cfg.swap_select:
-            items += swap_select_items(p, pos, rng, cfg, prompt_cfg)
+        if cfg.include_select:
+            for name, count in cfg.extra_sets.items():
+                items += EXTRA_SETS.get(name)(p, pos, rng, count, cfg, prompt_cfg)
     random.Random(f"{seed}-mix-{iteration}").shuffle(items)
     kinds = Counter(it["kind"] for it in items)
     selects = [it for it in items if it["kind"] == "select"]
@@ -302,19 +291,3 @@ def warmup_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: i
     chosen = rng.sample(with_rationale, min(num_items, len(with_rationale)))
     return [{"kind": "cot", "id": f"warmup-{p.id}", "image": p.image,
              "prompt": prompts.cot_prompt(p, prompt_cfg), "response": p.rationale} for p in chosen]
-
-
-LETTERS = "ABCDEFGH"
-
-
-def letter_swap_set(text: str, answer: str, num_options: int, rng: random.Random) -> list[tuple[str, str]]:
-    """Three candidates from a rationale that ends in its answer letter, as (text, letter), unshuffled:
-    the rationale at least once, the others copies whose last letter names another option (0-2 of
-    them, two naming the same wrong letter half of the time, so a wrong answer can hold the majority)."""
-    others = [c for c in LETTERS[:num_options] if c != answer]
-    num_wrong = rng.randrange(min(3, len(others) + 1))  # two-option problems: at most one wrong letter
-    wrong = rng.sample(others, num_wrong)
-    if num_wrong == 2 and rng.random() < 0.5:
-        wrong = [wrong[0], wrong[0]]
-    stem = text[:-len(answer)]
-    return [(stem + letter, letter) for letter in [answer] * (3 - num_wrong) + wrong]

@@ -92,3 +92,59 @@ def test_saved_config_without_a_newer_option_still_resumes(tmp_path):
     changed.mix.cot_per_question = 2
     with pytest.raises(ConfigError, match=r"mix.cot_per_question: 1 -> 2"):
         save_or_check(saved, to_dict(changed), (), "run", "fix it", defaults=defaults)
+
+
+# --------------------------------------------------------------------------- keys that left for experiments/
+
+
+def test_retired_keys_at_their_off_value_are_ignored_anything_else_gets_its_new_spelling(tmp_path):
+    from core.config import apply_yaml
+
+    assert parse_args(RunConfig, ["mix.swap_select=0", "mix.arith_check=false"]).config == RunConfig()
+    with pytest.raises(ConfigError, match=r"mix.swap_select=4 moved to experiments/ .*write it as "
+                                          r"plugins=\[experiments.variants\] mix.extra_sets=\{swap: 4\}"):
+        parse_args(RunConfig, ["mix.swap_select=4"])
+    yml = tmp_path / "c.yaml"
+    yml.write_text("mix:\n  arith_check: true\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: mix.arith_check=True moved .* mix.filters=\[arith\]"):
+        apply_yaml(RunConfig(), yml)
+    # a run folder's own config.yaml is read in today's spelling (eval.evaluate reads old folders)
+    cfg = RunConfig()
+    apply_yaml(cfg, yml, saved=True)
+    assert cfg.mix.filters == ["arith"]
+
+
+def test_dict_fields_are_one_value_in_yaml_and_in_diffs(tmp_path):
+    yml = tmp_path / "c.yaml"
+    yml.write_text("mix:\n  extra_sets: {swap: 4}\n  filters: [arith]\n")
+    cfg = parse_args(RunConfig, ["--config", str(yml)]).config
+    assert cfg.mix.extra_sets == {"swap": 4} and cfg.mix.filters == ["arith"]
+    changed = diff_configs(to_dict(RunConfig()), to_dict(cfg))
+    assert changed == ["mix.extra_sets: {} -> {'swap': 4}", "mix.filters: [] -> ['arith']"]
+
+
+def test_a_saved_folder_with_a_retired_key_resumes_in_the_new_spelling_only(tmp_path):
+    import yaml
+
+    from core.config import save_or_check
+
+    old = to_dict(RunConfig())
+    del old["mix"]["extra_sets"], old["mix"]["filters"], old["plugins"]
+    saved = tmp_path / "config.yaml"
+
+    def resume(argv):
+        return save_or_check(saved, to_dict(parse_args(RunConfig, argv).config), ("plugins",), "outputs/run",
+                             "Rerun with the same options.", defaults=to_dict(RunConfig()))
+
+    saved.write_text(yaml.safe_dump({**old, "mix": {**old["mix"], "swap_select": 0, "arith_check": False}}))
+    assert resume([]) is True  # what every folder saved before holds: resumes as it is
+    assert "swap_select" not in yaml.safe_load(saved.read_text())["mix"]  # saved again in today's keys
+    saved.write_text(yaml.safe_dump({**old, "mix": {**old["mix"], "swap_select": 4, "arith_check": True}}))
+    with pytest.raises(ConfigError) as refused:
+        resume([])
+    message = str(refused.value)
+    assert "changed keys:\n  mix.extra_sets: {'swap': 4} -> {}\n  mix.filters: ['arith'] -> []" in message
+    assert (f"{saved} holds mix.swap_select=4 moved to experiments/ (experiments/README.md); write it as "
+            "plugins=[experiments.variants] mix.extra_sets={swap: 4}.") in message
+    assert "holds mix.arith_check=True moved to experiments/" in message and "mix.filters=[arith]." in message
+    assert resume(["plugins=[experiments.variants]", "mix.extra_sets={swap: 4}", "mix.filters=[arith]"]) is True

@@ -123,22 +123,6 @@ def test_value_check_drops_lucky_positives_only_when_asked():
     assert "value differs from its option" not in plain_stats["candidates"]
 
 
-def test_arith_check_drops_positives_with_a_wrong_step_only_when_asked():
-    sloppy = (f"[sloppy] x = 5 + 5 = 20{LONG}. Answer: B", "B", True, False)   # right letter, wrong step
-    careful = (f"[careful] x = 10 + 10 = 20{LONG}. Answer: B", "B", True, False)
-    wrong_neg = (f"[neg] x = 5 + 5 = 30{LONG}. Answer: C", "C", False, False)   # negatives are kept
-    probs = [problem(0)]
-    pool = [(0, [rec("p0", [sloppy, careful, wrong_neg])])]
-    plain, plain_stats = build_mix(probs, pool, 1, 0, MixConfig(cot_per_question=3), PCFG)
-    checked, stats = build_mix(probs, pool, 1, 0, MixConfig(cot_per_question=3, arith_check=True), PCFG)
-    cot = lambda items: sorted(it["response"][:9] for it in items if it["kind"] == "cot")
-    assert cot(plain) == ["[careful]", "[sloppy] "]
-    assert cot(checked) == ["[careful]"]
-    assert stats["candidates"]["wrong arithmetic step"] == 1 and "wrong arithmetic step" not in plain_stats["candidates"]
-    assert stats["candidates"]["kept negative"] == 1
-    assert not any("[sloppy]" in it["prompt"] + it["response"] for it in checked)
-
-
 def test_prompts_show_choices_in_training_like_at_test_time():
     p = problem(0)
     items, _ = build_mix([p], [(0, [rec("p0", [pos("a"), pos("b"), neg("c")])])], 1, 0, MixConfig(), PCFG)
@@ -264,34 +248,10 @@ def test_writer_rejects_stray_image_tokens_and_empty_mix(tmp_path):
         write_dataset([], tmp_path, "empty")
 
 
-def test_swap_select_sets_come_from_own_positives_with_letter_swapped_copies():
-    """mix.swap_select (not in R3V): sets of one own positive (ending in its letter, value checked) and
-    copies naming another option; the default (0) leaves the mix as it was; labelled like select items."""
-    probs = [problem(i) for i in range(20)]
-    lucky = (f"[l] x = 30{LONG}.\nAnswer: B", "B", True, False)       # right letter, another option's value
-    pool = [(0, [rec(f"p{i}", [pos("a"), neg("c"), lucky]) for i in range(20)]),
-            (1, [rec("p0", [neg("d")])])]
-    base_cfg = dict(include_qa=False, select_sets="natural", select_per_n=1)
-    plain, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg), PCFG)
-    items, stats = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3), PCFG)
-    swaps = [it for it in items if "-swap" in it["id"]]
-    rest = {it["id"]: it for it in items if it not in swaps}
-    assert rest == {it["id"]: it for it in plain}                          # the other items unchanged
-    assert len(swaps) == 3 * 20 and stats["kinds"]["select"] == len(swaps) + sum(it["kind"] == "select" for it in plain)
-    patterns = Counter()
-    for it in swaps:
-        assert it["kind"] == "select" and it["response"] == "Answer: B" and it["num_candidates"] == 3
-        cands = re.findall(r"Model's Prediction \d: (.*?)(?=\nModel's Prediction|\nWhich)", it["prompt"], re.S)
-        assert {c[:-1] for c in cands} == {f"[a] x = 20{LONG}. Answer: "}        # only the value-checked positive
-        letters = [c[-1] for c in cands]
-        assert "B" in letters
-        wrong = [x for x in letters if x != "B"]
-        patterns["wrong majority" if len(wrong) == 2 and wrong[0] == wrong[1] else f"{len(wrong)} wrong"] += 1
-    assert len(patterns) >= 3 and patterns["wrong majority"] > 0
-    assert sum(not it["vote_right"] for it in swaps) >= patterns["wrong majority"]   # and the ties a wrong letter leads
-    again, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3), PCFG)
-    assert again == items
-    none, _ = build_mix(probs, pool, 1, 0, MixConfig(**base_cfg, swap_select=3, include_select=False), PCFG)
-    assert not any(it["kind"] == "select" for it in none)                 # the no-select ablation drops them too
-    with pytest.raises(ConfigError, match="swap_select=-1"):
-        build_mix(probs, pool, 1, 0, MixConfig(swap_select=-1), PCFG)
+def test_extra_sets_and_filters_are_names_a_plugin_registers():
+    probs = [problem(0)]
+    pool = [(0, [rec("p0", [pos("a"), neg("c")])])]
+    with pytest.raises(ConfigError, match=r"mix.filters='no-such-filter' is not registered"):
+        build_mix(probs, pool, 1, 0, MixConfig(filters=["no-such-filter"]), PCFG)
+    with pytest.raises(ConfigError, match=r"mix.extra_sets='no-such-sets' is not registered"):
+        build_mix(probs, pool, 1, 0, MixConfig(extra_sets={"no-such-sets": 2}), PCFG)

@@ -153,6 +153,22 @@ def test_options_left_at_defaults_come_from_the_run(tmp_path):
     assert (cfg.data.dataset, cfg.data.geoqa_dir) == ("geoqa", "/data/geoQA")
 
 
+def test_the_run_s_retired_keys_and_plugins_are_inherited_in_today_s_spelling(tmp_path):
+    """A run saved with mix.swap_select=4 (before it moved to experiments/) trains the select-mix model with
+    the same sets, now spelled mix.extra_sets; the run's plugins come along with its mix options."""
+    from self_select_scaling import inherit_run_config
+
+    run = fake_run(tmp_path)
+    tree = yaml.safe_load((run / "config.yaml").read_text())
+    tree["mix"].update(swap_select=4, arith_check=False)
+    tree["plugins"] = ["experiments.variants"]
+    (run / "config.yaml").write_text(yaml.safe_dump(tree))
+    cfg = scfg(f"run_dir={run}")
+    taken = inherit_run_config(cfg, run)
+    assert cfg.mix.extra_sets == {"swap": 4} and cfg.mix.filters == [] and "mix.extra_sets" in taken
+    assert cfg.plugins == ["experiments.variants"] and "plugins" in taken
+
+
 def test_a_default_set_on_the_command_line_is_not_replaced_by_the_run(tmp_path):
     from self_select_scaling import inherit_run_config
 
