@@ -33,7 +33,7 @@ from core.proc import CommandError
 from data_gen.geoqa import DataError
 from data_gen.problem import Problem
 from data_gen.sources import load_problems
-from eval.evaluate import iteration_metrics, validation_metrics
+from eval.evaluate import check_metrics, iteration_metrics, validation_metrics
 from eval.judge import golds, sample_and_judge
 from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
@@ -192,9 +192,9 @@ def run_iteration(run: Run, k: int) -> dict:
     evaluate_split(run, k, run.test, "test")
     if run.val:
         evaluate_split(run, k, run.val, "val")
-    metrics = iteration_metrics(d, run.test)
+    metrics = iteration_metrics(d, run.test, metrics=cfg.metrics)
     if run.val:
-        metrics.update(validation_metrics(d, run.val))
+        metrics.update(validation_metrics(d, run.val, cfg.metrics))
     metrics["iteration"] = k
     stats = d / "sft_data" / "mix_stats.json"
     if stats.is_file():
@@ -230,8 +230,9 @@ def write_report(run: Run, all_metrics: list[dict]) -> str:
 
 def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     check_model_dir(cfg.model.base_model)
-    load_plugins(cfg.plugins)  # before the mix check: a plugin's variants are known only once imported
+    load_plugins(cfg.plugins)  # before the checks: a plugin's variants are known only once imported
     check_mix_config(cfg.mix)
+    check_metrics(cfg.metrics)
     run_dir = open_run_dir(cfg, restart)
     log.info("config: %s", to_dict(cfg))
     run = Run(cfg, run_dir, load_problems(cfg.data, "train", run_dir, cfg.seed),

@@ -213,6 +213,9 @@ class RunConfig(StageConfigs):
     select_at_iter0: bool = _f(False, "Also measure self-selection with the untrained base model.")
     export_final: bool = _f(False, "After the last iteration, merge its LoRA adapter into a full model "
                             "in <run>/iter_<last>/merged (llamafactory-cli export).")
+    metrics: list = _f([], "More metrics by name, beside R3V's (Test@1, MV@K, SS@K, pass@K, ...), written into "
+                        "each metrics.json; a plugin registers them (e.g. [select_vs_vote, letter_binding] "
+                        "from experiments.variants).")
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
 
@@ -554,9 +557,10 @@ def _with_defaults(old: dict, defaults: dict, prefix: str = "") -> dict:
 
 # Keys that may change when a folder's steps are resumed: where and how fast the work runs (batch
 # size, processes, nodes, attention kernels) does not change what its finished files hold, nor does
-# which modules are imported (plugins: the variants a run uses are named by other keys). Each entry
+# which modules are imported (plugins: the variants a run uses are named by other keys), nor which
+# metrics are computed (metrics.json is recomputed from the files at every run). Each entry
 # point adds its own (run.py: total_iters, export_final; self_select_scaling.py: out).
-RESULT_NEUTRAL = ("plugins", "sample.batch_size", "sample.num_processes", "sample.accelerate_config", "sample.num_machines",
+RESULT_NEUTRAL = ("plugins", "metrics", "sample.batch_size", "sample.num_processes", "sample.accelerate_config", "sample.num_machines",
                   "sample.node_wait_s", "model.sdpa_backends", "train.num_gpus", "train.nnodes")
 
 

@@ -23,7 +23,7 @@ import random
 import re
 
 from data_gen.problem import Problem
-from eval.arithmetic import arithmetic_steps, evaluate
+from experiments.arithmetic import arithmetic_steps, evaluate
 
 CONSTANTS = {"2", "90", "180", "360"}
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")

@@ -35,7 +35,7 @@ from core.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 from data_gen import geosynth
 from data_gen.geoqa import load_split
-from eval.evaluate import arithmetic_diagnostics
+from experiments.diagnostics import arithmetic_diagnostics
 from eval.judge import golds, sample_and_judge
 from eval.metrics import accuracy
 from eval.requests import cot_items

@@ -3,7 +3,7 @@
 Registered by name when imported (plugins=[experiments.variants]):
 - mix.extra_sets={swap: N}: N select sets per question of one own correct rationale and copies of it
   whose last letter names another option (was mix.swap_select=N).
-- mix.filters=[arith]: drop a correct rationale that writes a wrong arithmetic step (eval.arithmetic;
+- mix.filters=[arith]: drop a correct rationale that writes a wrong arithmetic step (experiments.arithmetic;
   right letter, wrong work; was mix.arith_check=true).
 judge_items: self-select items built from gold rationales with swapped answer letters, taught to a
 from-scratch base model (`python -m experiments.geosynth_model --judge_items N`) and measured by
@@ -18,7 +18,7 @@ from core.config import MixConfig, PromptConfig
 from data_gen import prompts
 from data_gen.problem import LETTERS, Problem
 from eval.answers import derived_value_matches
-from eval.arithmetic import wrong_steps
+from experiments.arithmetic import wrong_steps
 from mix.reflection import EXTRA_SETS, FILTERS, Candidate, select_item
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from data_gen.problem import Problem
 from data_gen.prompts import answer_target
 from eval.answers import computed_value_text, derived_option, extract_answer, option_of_value, option_value_texts
-from eval.evaluate import options_table
+from experiments.diagnostics import options_table
 from mix.reflection import SELECT_TARGETS, Candidate
 
 

@@ -12,7 +12,6 @@ import pytest
 from core.config import PromptConfig
 from data_gen import prompts
 from data_gen.problem import Problem
-from eval.evaluate import listed_order, shown_order
 from eval.requests import cot_items, select_items
 from infer.generate import Request
 from infer.sampling import stable_seed
@@ -47,24 +46,14 @@ def test_select_prompts_are_byte_identical_to_before_and_record_the_shown_order(
     records = sample_records(ps)
     new = select_items(ps, records, indices, seed, tag, PromptConfig())
     assert [(r.id, r.prompt, r.seed) for r in new] == old_select_items(ps, records, indices, seed, tag, PromptConfig())
+    problem = {p.id: p for p in ps}
     for r in new:
         shown = r.meta["shown"]
         assert sorted(shown) == sorted(indices if indices is not None else range(6))
-        # the order the prompt lists equals what the prompt parser reads back
+        # `shown` is the order the prompt lists the samples in
         listed = [records[r.id]["predictions"][i] for i in shown]
-        assert shown_order(r.prompt, listed) == list(range(len(shown)))
-        if indices is None:
-            assert shown_order(r.prompt, records[r.id]["predictions"]) == shown
+        assert r.prompt == prompts.select_prompt(problem[r.id], listed, PromptConfig())
     assert sum(r.meta["shown"] != sorted(r.meta["shown"]) for r in new) > len(new) // 2  # really shuffled
-
-
-def test_listed_order_prefers_the_record_and_falls_back_to_the_prompt():
-    ps = problems(1)
-    records = sample_records(ps, 3)
-    (req,) = select_items(ps, records, None, 1, "t", PromptConfig())
-    new_record = {"id": req.id, "prompt": req.prompt, "predictions": ["Answer: A"], **req.meta}
-    old_record = {k: v for k, v in new_record.items() if k != "shown"}   # a file written before `shown`
-    assert listed_order(new_record, records["q0"]) == req.meta["shown"] == listed_order(old_record, records["q0"])
 
 
 def test_select_requests_need_the_question_samples():

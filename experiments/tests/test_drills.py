@@ -7,7 +7,7 @@ import pytest
 from experiments.drills import _write, arithmetic_items, templates
 from data_gen.geosynth import make_item
 from data_gen.problem import Problem
-from eval.arithmetic import arithmetic_steps, evaluate, wrong_steps
+from experiments.arithmetic import arithmetic_steps, evaluate, wrong_steps
 
 
 def geosynth_problems(n: int) -> list[Problem]:

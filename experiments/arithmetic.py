@@ -16,9 +16,9 @@ operators (an ast walk, no eval); "1,000" reads as 1000, and a written decimal m
 3.33" is right). A step that is not read is never counted wrong: the rates are over the steps read.
 
 Not R3V: R3V judges a rationale by its final answer only. These steps show what a judge of the
-candidates would need to do after the loop has fixed the letter binding (eval.evaluate
-`arithmetic_diagnostics`), and the `arith` filter (experiments.mix_variants, mix.filters=[arith]) drops correct rationales with a wrong step from
-the training mix.
+candidates would need to do after the loop has fixed the letter binding (the `arithmetic` metric,
+experiments.diagnostics), and the `arith` filter (experiments.mix_variants, mix.filters=[arith])
+drops correct rationales with a wrong step from the training mix.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""eval.arithmetic: which "=" chains are arithmetic steps, and their recomputed values."""
+"""experiments.arithmetic: which "=" chains are arithmetic steps, and their recomputed values."""
 
 import pytest
 
-from eval.arithmetic import arithmetic_steps, evaluate, recomputed_value, wrong_steps
+from experiments.arithmetic import arithmetic_steps, evaluate, recomputed_value, wrong_steps
 
 
 @pytest.mark.parametrize("expression,value", [
