@@ -32,7 +32,7 @@ from core.registry import load_plugins
 from core.proc import CommandError
 from data_gen.geoqa import DataError
 from data_gen.problem import Problem
-from data_gen.sources import load_problems
+from data_gen.sources import check_data_named, load_problems
 from eval.evaluate import check_metrics, iteration_metrics, validation_metrics
 from eval.judge import golds, sample_and_judge
 from eval.report import plot_lines, write_table
@@ -257,6 +257,8 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     return all_metrics
 
 
+SEED_COMMAND = "python run.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data --total_iters 3 --batch_size 4"
+
 # `python run.py` with no config and the shipped model runs this recipe (configs/geosynth_small.yaml).
 EMBEDDED_DEFAULT = REPO_ROOT / "configs" / "geosynth_small.yaml"
 
@@ -273,6 +275,7 @@ def cli(argv: list[str] | None = None) -> None:
     argv = with_embedded_default(list(sys.argv[1:] if argv is None else argv))
     args = parse_args(RunConfig, argv, prog="run.py", doc=__doc__,
                       flags={"restart": "delete the run folder and start over"})
+    check_data_named(args.keys, SEED_COMMAND)
     main(args.config, restart="restart" in args.flags)
 
 

@@ -66,7 +66,7 @@ from core.log import get_logger
 from core.registry import load_plugins
 from core.proc import CommandError
 from data_gen.geoqa import DataError
-from data_gen.sources import load_problems
+from data_gen.sources import check_data_named, load_problems
 from eval.evaluate import gold_key
 from eval.judge import golds, sample_and_judge
 from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
@@ -83,6 +83,8 @@ SCALING_CONFIG_FILE = "scaling_config.yaml"
 INHERITED_SECTIONS = ("data", "model", "prompt", "sample", "mix", "train")
 # Keys that may change on a rerun: they do not change what the finished files hold.
 RESUMABLE_CHANGES = ("out", *RESULT_NEUTRAL)
+SEED_COMMAND = ("python self_select_scaling.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data "
+                "--batch_size 8 --ckpt_dir outputs/<run>/iter_3/model --max_select_num 6")
 
 
 def _abs(path: str | Path) -> Path:
@@ -250,6 +252,8 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
         raise ConfigError(f"num_test_samples={cfg.num_test_samples} < max_select_num={cfg.max_select_num}: "
                           f"N candidates need at least N samples; raise num_test_samples.")
     run_dir = find_run_dir(cfg)
+    if run_dir is None:  # no run folder to take the data from
+        check_data_named(set(given), SEED_COMMAND)
     taken = inherit_run_config(cfg, run_dir, given) if run_dir is not None else []
     load_plugins(cfg.plugins)
     check_model_dir(cfg.model.base_model)

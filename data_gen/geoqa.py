@@ -102,24 +102,39 @@ def parse_answer_letter(answer: Any, choices: list[str], where: str) -> str:
     return LETTERS[index]
 
 
-def resolve_image(image: Any, item_id: str, data_dir: Path, where: str) -> str:
-    """The absolute image path: `image` relative to data_dir, or under images/, or images/<id>.png."""
-    candidates: list[Path] = []
+def image_file_name(image: str) -> str:
+    """The file name of a path written on any machine: `/home/x/geoqa/images/train-12.png` and
+    `C:\\data\\images\\train-12.png` both give `train-12.png`."""
+    return image.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def resolve_image(image: Any, item_id: str, data_dir: Path, where: str, by_name: Counter | None = None) -> str:
+    """The absolute image path: `image` relative to data_dir, or under images/, or images/<id>.png.
+
+    A path that does not exist as written (the original release's files hold the authors' absolute
+    paths, `/home/.../images/train-12.png`, and some carry backslashes) falls back to images/<its file
+    name>; `by_name` counts those, so the loader can say how many it found that way."""
+    as_written: list[Path] = []
     if image:
         if not isinstance(image, str):
             raise DataError(f"{where}: `image` must be a path string, got {type(image).__name__}.", "missing image")
         p = Path(image)
-        candidates = [p] if p.is_absolute() else [data_dir / p, data_dir / "images" / p]
+        as_written = [p] if p.is_absolute() else [data_dir / p, data_dir / "images" / p]
+        by_file_name = [data_dir / "images" / image_file_name(image)]
     else:
-        candidates = [data_dir / "images" / f"{item_id}.png"]
+        by_file_name = [data_dir / "images" / f"{item_id}.png"]
+    candidates = as_written + [c for c in by_file_name if c not in as_written]
     for c in candidates:
         if c.is_file():
+            if by_name is not None and image and c not in as_written:
+                by_name["image found by file name"] += 1
             return str(c.resolve())
     raise DataError(f"{where}: image for id {item_id!r} not found (looked at "
                     f"{', '.join(str(c) for c in candidates)}); add the file or fix `image`.", "missing image")
 
 
-def parse_record(raw: Any, where: str, data_dir: Path, *, require_choices: bool) -> Problem:
+def parse_record(raw: Any, where: str, data_dir: Path, *, require_choices: bool,
+                 by_name: Counter | None = None) -> Problem:
     """Validate one raw item and build its Problem (raises DataError naming `where` and the id)."""
     if not isinstance(raw, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(raw).__name__}.")
@@ -144,7 +159,7 @@ def parse_record(raw: Any, where: str, data_dir: Path, *, require_choices: bool)
         answer = parse_answer_letter(raw["answer"], choices, where)
     else:
         answer = str(raw["answer"]).strip()
-    image = resolve_image(raw.get("image"), item_id, data_dir, where)
+    image = resolve_image(raw.get("image"), item_id, data_dir, where, by_name)
     rationale = raw.get("rationale") or ""
     problem_key = raw.get("problem_key")
     if problem_key is not None and (isinstance(problem_key, bool) or not isinstance(problem_key, (str, int))):
@@ -161,9 +176,10 @@ def collect(records: Iterator[tuple[str, Any]], data_dir: Path, *, require_choic
     problems: list[Problem] = []
     first_seen: dict[str, str] = {}
     skipped: Counter[str] = Counter()
+    by_name: Counter[str] = Counter()
     for where, raw in records:
         try:
-            problem = parse_record(raw, where, data_dir, require_choices=require_choices)
+            problem = parse_record(raw, where, data_dir, require_choices=require_choices, by_name=by_name)
             if problem.id in first_seen:
                 raise DataError(f"{where}: duplicate id {problem.id!r} (first at {first_seen[problem.id]}); "
                                 f"ids must be unique within a split.", "duplicate id")
@@ -177,6 +193,9 @@ def collect(records: Iterator[tuple[str, Any]], data_dir: Path, *, require_choic
         problems.append(problem)
     counts = {"kept": len(problems), **skipped}
     log_counts(log, what, counts)
+    if by_name:
+        log.info("%s: %d images found by file name under %s (their `image` paths do not exist here, e.g. "
+                 "paths from the machine the data was made on)", what, sum(by_name.values()), data_dir / "images")
     if not problems:
         raise DataError(f"{what}: no usable items" + (f" ({sum(skipped.values())} skipped as bad)" if skipped else "")
                         + "; check the file's contents.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from core.config import DataConfig
+from core.config import ConfigError, DataConfig
 from data_gen import generic, geoqa
 from data_gen.geoqa import DataError
 from data_gen.problem import Problem
@@ -33,6 +33,20 @@ def data_folder(cfg: DataConfig, run_dir: Path, seed: int) -> Path:
         raise DataError(f"data.dataset={cfg.dataset} needs a folder: pass --geoqa_dir PATH "
                         f"(or data.geoqa_dir=PATH).")
     return Path(cfg.geoqa_dir).expanduser().resolve()
+
+
+# Keys that name the data a run uses.
+DATA_KEYS = {"data.geoqa_dir", "data.dataset"}
+
+
+def check_data_named(given: set[str] | frozenset[str], example: str) -> None:
+    """With --base_model given, the data must be named too: without --geoqa_dir (or data.dataset) the run
+    would quietly use the embedded GeoSynth data. `given`: the dotted keys the command line and --config
+    files set; `example`: the seed's command of the calling script."""
+    if "model.base_model" in given and not given & DATA_KEYS:
+        raise ConfigError(f"--base_model is given but not --geoqa_dir: name the data, e.g. {example} "
+                          f"(data.dataset=generic data.geoqa_dir=DIR for your own format, or data.dataset=geosynth "
+                          f"for the synthetic set on purpose).")
 
 
 def load_problems(cfg: DataConfig, split: str, run_dir: Path, seed: int) -> list[Problem]:

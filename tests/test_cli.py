@@ -66,9 +66,20 @@ def test_seed_commands_run_on_a_geoqa_folder(warm_tiny_model_dir, geoqa_dir, tmp
 
 
 def test_cli_errors_are_one_line_with_the_fix(tmp_path):
-    proc = run_cli([str(REPO / "run.py"), "--base_model", str(tmp_path / "missing")], cwd=tmp_path)
+    proc = run_cli([str(REPO / "run.py"), "--base_model", str(tmp_path / "missing"), "--geoqa_dir", str(tmp_path)],
+                   cwd=tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: model.base_model=")
     assert "Traceback" not in proc.stderr
     proc = run_cli([str(REPO / "run.py"), "sample.temprature=1"], cwd=tmp_path)
     assert "unknown key 'sample.temprature'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["run.py", "self_select_scaling.py"])
+def test_a_forgotten_geoqa_dir_is_an_error_not_a_geosynth_run(tmp_path, script):
+    """The seed's command without --geoqa_dir would quietly use the embedded GeoSynth data."""
+    proc = run_cli([str(REPO / script), "--base_model", str(tmp_path / "model")], cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --base_model is given but not --geoqa_dir") and f"python {script} --base_model" in last
+    assert not (tmp_path / "outputs").exists()  # nothing was started

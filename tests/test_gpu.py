@@ -25,7 +25,8 @@ def gpu_count() -> int:
 
 
 def run_py(model_dir: Path, out: Path, name: str, iters: int, gpus: str, *extra: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "run.py", "--base_model", str(model_dir), f"output_dir={out}", f"run_name={name}", *extra,
+    argv = [sys.executable, "run.py", "--base_model", str(model_dir), "data.dataset=geosynth", f"output_dir={out}",
+            f"run_name={name}", *extra,
             "data.geosynth_train=48", "data.geosynth_test=16", f"total_iters={iters}", "sample.max_new_tokens=48",
             "sample.batch_size=8", "train.max_steps=4", "train.per_device_batch_size=2",
             "train.global_batch_size=8", "train.learning_rate=1e-3"]

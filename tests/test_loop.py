@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def loop_args(model_dir: Path, out: Path, iters: int = 2, *extra: str) -> list[str]:
-    return ["--base_model", str(model_dir), f"output_dir={out}", "run_name=loop", "data.geosynth_train=24",
+    return ["--base_model", str(model_dir), "data.dataset=geosynth", f"output_dir={out}", "run_name=loop",
+            "data.geosynth_train=24",
             "data.geosynth_test=8", f"total_iters={iters}", "sample.max_new_tokens=64", "sample.batch_size=8",
             "train.max_steps=2", "train.per_device_batch_size=4", "train.global_batch_size=4", *extra]
 
