@@ -184,8 +184,8 @@ def run_iteration(run: Run, k: int) -> dict:
         step(run, f"iter{k}/mix", d / "sft_data" / "mix_stats.json", lambda: build_iteration_mix(run, k))
         step(run, f"iter{k}/train", d / DONE_FILE, lambda: train_iteration(run, k, d, f"r3v_iter{k}"))
     if k < cfg.total_iters or cfg.sample_last_train:
-        # Iteration 0 asks the untrained model for the short "Answer: X" format (REFERENCE.md §2);
-        # later iterations use the CoT prompt they were trained on.
+        # Iteration 0 asks the untrained model with prompt.sample_instruction (the original's: a short
+        # CoT ending in "Answer: X", REFERENCE.md §2); later iterations use the CoT prompt they were trained on.
         step(run, f"iter{k}/sample_train", d / "train_samples.jsonl",
              lambda: sample(run, k, run.train, cot(run, k, run.train, "train", sampling_prompt=k == 0),
                             d / "train_samples.jsonl"))

@@ -60,7 +60,7 @@ from pathlib import Path
 import yaml
 
 from core import rundir
-from core.config import RESULT_NEUTRAL, ConfigError, ScalingConfig, migrate_retired, parse_args, to_dict
+from core.config import RESULT_NEUTRAL, ConfigError, ScalingConfig, migrate_saved, parse_args, to_dict
 from core.io import atomic_write_json
 from core.log import get_logger
 from core.registry import load_plugins
@@ -151,7 +151,7 @@ def inherit_run_config(cfg: ScalingConfig, run_dir: Path, given: Collection[str]
     saved = run_dir / rundir.RUN_CONFIG_FILE
     if not saved.is_file():
         return []
-    tree, _ = migrate_retired(yaml.safe_load(saved.read_text()) or {})  # retired keys in today's spelling
+    tree, _ = migrate_saved(yaml.safe_load(saved.read_text()) or {})  # in today's keys
     taken = []
     for section in INHERITED_SECTIONS:
         current, theirs = getattr(cfg, section), tree.get(section)

@@ -88,11 +88,12 @@ class PromptConfig:
     cot_instruction: str = _f("Answer the question with Chain-of-Thought.",
                               "Instruction appended to the question for CoT answers.")
     sample_instruction: str = _f(
-        "", "Instruction for iteration-0 sampling with the base model; empty = cot_instruction, so "
-        "rationales are trained under the prompt they were written for. The reference asked for "
-        "'Answer the question with Chain-of-Thought as short as possible without losing accuracy. "
-        "Finally answer with option from choices with prefix \"Answer: \".' and then trained the "
-        "answers under cot_instruction (REFERENCE.md §2, §7.8).")
+        "Answer the question with Chain-of-Thought as short as possible without losing accuracy. Finally "
+        "answer with option from choices with prefix \"Answer: \".",
+        "Instruction for iteration-0 sampling of multiple-choice questions with the base model (the original's, "
+        "REFERENCE.md §2: it asks for the \"Answer: \" marker the judge reads); its answers are then trained "
+        "under cot_instruction, as in the original. Empty = cot_instruction. Free-form questions always "
+        "use cot_instruction.")
     refine_instruction: str = _f("Judge the correctness of the model's prediction and refine it.",
                                  "Instruction closing a self-refine prompt.")
     select_instruction: str = _f(
@@ -109,7 +110,8 @@ class SampleConfig:
     temperature: float = _f(0.9, "Sampling temperature (R3V: 0.9).")
     top_p: float = _f(0.95, "Nucleus sampling threshold (R3V: 0.95).")
     top_k: int = _f(50, "Top-k sampling cut-off (R3V: 50).")
-    max_new_tokens: int = _f(512, "Longest rationale; longer ones are recorded as truncated.")
+    max_new_tokens: int = _f(200, "Longest rationale; longer ones are recorded as truncated (the original: 200; "
+                             "configs/r3v_recommended.yaml: 512, so long rationales reach their answer).")
     batch_size: int = _f(16, "Questions per generate call on each GPU (each yields K sequences).")
     num_processes: int = _f(0, "Data-parallel workers for `accelerate launch` (0 = one per "
                             "visible GPU, or 1 on CPU), per node.")
@@ -140,13 +142,19 @@ class MixConfig:
                         "them, e.g. [arith] from experiments.variants). Empty = R3V's filters only.")
     include_select: bool = _f(True, "Add self-select items (L_SEL).")
     min_chars: int = _f(50, "A candidate must be longer than this many characters (reference: 50).")
+    drop_no_answer: bool = _f(False, "Drop candidates without an extractable answer (the original keeps them, "
+                              "as negatives; configs/r3v_recommended.yaml drops them).")
+    drop_truncated: bool = _f(False, "Drop candidates cut off at sample.max_new_tokens (the original keeps them; "
+                              "configs/r3v_recommended.yaml drops them).")
+    dedupe: bool = _f(False, "Drop repeated texts of a question before building its CoT, refine and select items, "
+                      "keeping the newest (the original keeps repeats; configs/r3v_recommended.yaml drops them).")
     select_mixed_n: bool = _f(False, "Self-select items with N in 2..max_select_n candidates "
                               "(the scaling model) instead of 2+1 / 1+2.")
     max_select_n: int = _f(6, "Largest candidate set for mixed-N self-select items.")
     select_target: str = _f("answer", "Self-select target: answer = \"Answer: B\" (R3V), or a target a "
                             "plugin registers (experiments/README.md).")
-    select_per_n: int = _f(2, "At most this many select items per question and N, for mixed-N or "
-                           "natural select sets.")
+    select_per_n: int = _f(3, "At most this many select items per question and N, for mixed-N or "
+                           "natural select sets (the original's check `> 2` lets 3 through).")
     extra_sets: dict = _f({}, "More self-select sets per question, by name -> how many (not in R3V; a plugin "
                           "registers them, e.g. {swap: 4} from experiments.variants). Empty = none.")
     select_sets: str = _f("fixed", "How self-select candidate sets are drawn: fixed = 2 pos + 1 neg and "
@@ -402,9 +410,32 @@ def retired_spelling(key: str, value: Any) -> str:
            + RETIRED[key][2].format(v=value)
 
 
-def migrate_retired(tree: dict) -> tuple[dict, list[str]]:
-    """A saved config tree with its retired keys dropped (off) or rewritten in today's keys; and a note
-    per rewritten key, naming its new spelling."""
+# Keys added after run folders were first saved, with the value that reproduces what runs did before
+# the key existed (a saved config that lacks one is read with this value, not today's default).
+BEFORE_ADDED = {"mix.drop_no_answer": True, "mix.drop_truncated": True, "mix.dedupe": True}
+
+# Defaults changed to follow the original R3V protocol (docs/differences.md): the former value, named
+# when a saved folder that holds it is refused, so its owner can pass it to resume.
+FORMER_DEFAULTS = {
+    "sample.max_new_tokens": 512,
+    "prompt.sample_instruction": "",
+    "mix.select_per_n": 2,
+}
+
+
+def migrate_saved(tree: dict) -> tuple[dict, list[str]]:
+    """A run folder's saved config tree read in today's keys: retired keys dropped (off) or rewritten,
+    keys added since filled with their value from before (BEFORE_ADDED); and a note per rewritten key,
+    naming its new spelling."""
+    tree, notes = _migrate_retired(tree)
+    flat = _flatten(tree)
+    for key, value in BEFORE_ADDED.items():
+        if key.split(".")[0] in tree and key not in flat:
+            flat[key] = value
+    return _unflatten(flat), notes
+
+
+def _migrate_retired(tree: dict) -> tuple[dict, list[str]]:
     flat, notes = _flatten(tree), []
     for key in [k for k in flat if k in RETIRED]:
         value = flat.pop(key)
@@ -436,7 +467,7 @@ def apply_yaml(cfg: Any, path: str | Path, *, saved: bool = False) -> set[str]:
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of config keys.")
     if saved:
-        tree, _ = migrate_retired(tree)
+        tree, _ = migrate_saved(tree)
     valid = field_help(type(cfg))
     keys = set()
     for key, value in _flatten(tree).items():
@@ -574,10 +605,15 @@ def save_or_check(saved: Path, new: dict, allowed: tuple[str, ...], where: str, 
     """
     resumed = saved.is_file()
     if resumed:
-        old, notes = migrate_retired(yaml.safe_load(saved.read_text()) or {})
+        old, notes = migrate_saved(yaml.safe_load(saved.read_text()) or {})
         if defaults:
             old = _with_defaults(old, defaults)
         changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
+        old_flat = _flatten(old)
+        for key, former in FORMER_DEFAULTS.items():
+            if any(c.split(":")[0] == key for c in changed) and old_flat.get(key) == former:
+                notes.append(f"{key}={former!r}, the default before it became the original R3V's "
+                             f"(docs/differences.md): pass {key}={former!r} to resume it")
         if changed:
             raise ConfigError(f"{where} holds results of another config; changed keys:\n  "
                               + "\n  ".join(changed) + f"\n{fix}"

@@ -22,8 +22,10 @@ def question_block(problem: Problem) -> str:
 
 
 def cot_prompt(problem: Problem, cfg: PromptConfig, *, sampling: bool = False) -> str:
-    """The CoT prompt. sampling=True uses the longer iteration-0 instruction when one is set."""
-    instruction = cfg.sample_instruction if sampling and cfg.sample_instruction else cfg.cot_instruction
+    """The CoT prompt. sampling=True (iteration 0) uses the original's longer instruction for
+    multiple-choice questions when one is set (it asks for an option letter)."""
+    use_sample = sampling and cfg.sample_instruction and problem.choices
+    instruction = cfg.sample_instruction if use_sample else cfg.cot_instruction
     return f"{question_block(problem)}\n{instruction}"
 
 

@@ -11,8 +11,10 @@
 
 The pool holds the samples of iterations 0..k-1. Candidates are taken newest iteration first, by
 iteration index (the reference ordered files by modification time, REFERENCE.md §7.13). A
-candidate must pass the reference filters: longer than `min_chars`, not starting with "Answer"
-(it has a rationale), an extractable answer, and not cut off at max_new_tokens. With
+candidate must pass the original's filter: longer than `min_chars` and not starting with "Answer"
+(it has a rationale); mix.drop_no_answer and mix.drop_truncated also drop candidates without an
+extractable answer or cut off at max_new_tokens, and mix.dedupe drops repeated texts (all three off
+by default, as in the original; on in configs/r3v_recommended.yaml). With
 `mix.value_check` (not in R3V) a correct multiple-choice candidate must also have computed the value
 of the option it names (eval.answers.derived_value_matches), so lucky letters are not trained on; then
 the filters named in `mix.filters` (none in R3V) run in their order. Every random
@@ -47,11 +49,13 @@ class Candidate:
     answer: str | None = None  # the letter (or value) it ends in, as the sampler read it
 
 
-def filter_reason(text: str, answer: str | None, truncated: bool, min_chars: int) -> str | None:
-    """Why a sampled rationale cannot be used as a candidate, or None if it can."""
-    if truncated:
+def filter_reason(text: str, answer: str | None, truncated: bool, min_chars: int, *,
+                  drop_no_answer: bool = True, drop_truncated: bool = True) -> str | None:
+    """Why a sampled rationale cannot be used as a candidate, or None if it can. The original's filter
+    is the last two checks; mix.drop_truncated and mix.drop_no_answer add the first two."""
+    if truncated and drop_truncated:
         return "truncated"
-    if answer is None:
+    if answer is None and drop_no_answer:
         return "no answer"
     if text.lstrip().startswith("Answer"):
         return "no rationale"
@@ -71,7 +75,8 @@ def collect_candidates(pool: list[tuple[int, list[dict]]], cfg: MixConfig, reaso
         for r in records:
             for text, answer, correct, truncated in zip(r["predictions"], r["answers"], r["correct"],
                                                         r["truncated"]):
-                reason = filter_reason(text, answer, truncated, cfg.min_chars)
+                reason = filter_reason(text, answer, truncated, cfg.min_chars, drop_no_answer=cfg.drop_no_answer,
+                                       drop_truncated=cfg.drop_truncated)
                 problem = problems.get(r["id"]) if problems else None
                 if not reason and cfg.value_check and correct:
                     reason = _value_reason(text, problem)
@@ -247,14 +252,14 @@ def build_mix(problems: list[Problem], pool: list[tuple[int, list[dict]]], itera
     items: list[dict] = []
     for p in problems:
         rng = random.Random(f"{seed}-mix-{iteration}-{p.id}")
-        cands = _dedupe(by_id.get(p.id, []))
+        cands = _dedupe(by_id.get(p.id, [])) if cfg.dedupe else by_id.get(p.id, [])
         pos = [c for c in cands if c.correct]
         neg = [c for c in cands if not c.correct]
         if cfg.include_qa:
             items.append({"kind": "qa", "id": f"qa-{p.id}", "image": p.image,
                           "prompt": prompts.question_block(p), "response": prompts.answer_target(p)})
         if cfg.include_cot:
-            for j, cand in enumerate(pos[:cfg.cot_per_question]):  # newest first; the first keeps R3V's id
+            for j, cand in enumerate(_dedupe(pos)[:cfg.cot_per_question]):  # distinct, newest first; the first keeps R3V's id
                 items.append({"kind": "cot", "id": f"cot-{p.id}" + (f"-{j}" if j else ""), "image": p.image,
                               "prompt": prompts.cot_prompt(p, prompt_cfg), "response": cand.text})
         if cfg.include_refine and pos and neg:

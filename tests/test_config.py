@@ -148,3 +148,29 @@ def test_a_saved_folder_with_a_retired_key_resumes_in_the_new_spelling_only(tmp_
             "plugins=[experiments.variants] mix.extra_sets={swap: 4}.") in message
     assert "holds mix.arith_check=True moved to experiments/" in message and "mix.filters=[arith]." in message
     assert resume(["plugins=[experiments.variants]", "mix.extra_sets={swap: 4}", "mix.filters=[arith]"]) is True
+
+
+def test_a_folder_saved_with_a_former_default_is_told_how_to_resume(tmp_path):
+    """sample.max_new_tokens was 512 by default before the defaults became the original's (200); mix keys
+    added since read as what runs did before (they dropped answerless and truncated candidates)."""
+    import yaml
+
+    from core.config import save_or_check
+
+    old = to_dict(RunConfig())
+    del old["mix"]["drop_no_answer"], old["mix"]["drop_truncated"], old["mix"]["dedupe"]
+    old["sample"]["max_new_tokens"] = 512
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(old))
+
+    def resume(argv):
+        return save_or_check(saved, to_dict(parse_args(RunConfig, argv).config), (), "outputs/run", "Rerun.",
+                             defaults=to_dict(RunConfig()))
+
+    with pytest.raises(ConfigError) as refused:
+        resume([])
+    message = str(refused.value)
+    assert "sample.max_new_tokens: 512 -> 200" in message and "pass sample.max_new_tokens=512 to resume it" in message
+    assert "mix.drop_no_answer: True -> False" in message  # what the folder's runs did
+    assert resume(["sample.max_new_tokens=512", "mix.drop_no_answer=true", "mix.drop_truncated=true",
+                   "mix.dedupe=true"]) is True

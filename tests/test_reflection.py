@@ -14,6 +14,8 @@ from mix.llamafactory import to_sharegpt, write_dataset
 from mix.reflection import build_mix, filter_reason, warmup_items
 
 PCFG = PromptConfig()
+# configs/r3v_recommended.yaml's mix filters (the defaults are the original's, which keep more)
+RECOMMENDED = MixConfig(drop_no_answer=True, drop_truncated=True, dedupe=True)
 LONG = " because the angles of a triangle add up to one hundred and eighty degrees"  # > 50 chars
 
 
@@ -55,7 +57,11 @@ def test_mix_kinds_caps_and_counts():
                  rec("p1", [pos("a"), neg("b"), neg("c", "D")]),    # 1 pos 2 neg
                  rec("p2", [neg("a"), neg("b"), neg("c")]),          # no positive
                  rec("p3", [pos("a"), ("tiny. Answer: B", "B", True, False), neg("t", "A")[:3] + (True,)])])]
-    items, stats = build_mix(probs, pool, 1, 0, MixConfig(), PCFG)
+    # the original's filter (the default) keeps the truncated negative of p3: it gets a refine item
+    _, original = build_mix(probs, pool, 1, 0, MixConfig(), PCFG)
+    assert original["kinds"] == {"qa": 4, "cot": 3, "refine": 3, "select": 2}
+    assert original["candidates"] == {"kept negative": 7, "kept positive": 4, "too short": 1}
+    items, stats = build_mix(probs, pool, 1, 0, RECOMMENDED, PCFG)
     kinds = Counter(it["kind"] for it in items)
     assert kinds == {"qa": 4, "cot": 3, "refine": 2, "select": 2}
     assert stats["kinds"] == {"qa": 4, "cot": 3, "refine": 2, "select": 2}
