@@ -3,6 +3,7 @@
     python run.py                                       # embedded default: GeoSynth + the small model
     python run.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data --total_iters 3 --batch_size 4
     python run.py --config my_run.yaml sample.temperature=1.0 train.learning_rate=1e-4
+    python run.py ... --dry_run                         # the resolved config and the plan; loads no model
     python run.py --help                                # every option
 
 Iteration 0 samples the train set K times with the base model and evaluates it on the test set
@@ -20,16 +21,20 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 
 from core import rundir
-from core.config import REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, parse_args, to_dict
+from core.config import REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, config_changes, parse_args, to_dict
 from core.io import atomic_write_json, read_json, read_jsonl
 from core.log import get_logger
-from core.registry import load_plugins
+from core.nodes import node_setup
 from core.proc import CommandError
+from core.registry import load_plugins
 from data_gen.geoqa import DataError
 from data_gen.problem import Problem
 from data_gen.sources import check_data_named, load_problems
@@ -39,6 +44,7 @@ from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
 from infer.generate import Request
 from infer.model import ModelError, check_model_dir
+from infer.sample import num_processes
 from mix.llamafactory import write_dataset
 from mix.reflection import build_mix, check_mix_config, warmup_items
 from train.sft import DONE_FILE, MODEL_DIR
@@ -154,44 +160,77 @@ def train_iteration(run: Run, k: int, work_dir: Path, dataset: str) -> None:
           image_max_pixels=run.cfg.model.max_pixels, adapter_name_or_path=adapter)
 
 
-def run_warmup(run: Run) -> None:
+@dataclass(frozen=True)
+class Step:
+    """One resumable step: done once `final` exists (written last)."""
+
+    name: str
+    final: Path
+    fn: Callable[[], None]
+
+
+def warmup_steps(run: Run) -> list[Step]:
     wdir = run.dir / "warmup"
-    items = warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed)
-    step(run, "warmup/data", wdir / "sft_data" / "dataset_info.json",  # written after the data file
-         lambda: write_dataset(items, wdir / "sft_data", "r3v_warmup"))
-    step(run, "warmup/train", wdir / DONE_FILE, lambda: train_iteration(run, -1, wdir, "r3v_warmup"))
+    return [Step("warmup/data", wdir / "sft_data" / "dataset_info.json",  # written after the data file
+                 lambda: write_dataset(warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed),
+                                       wdir / "sft_data", "r3v_warmup")),
+            Step("warmup/train", wdir / DONE_FILE, lambda: train_iteration(run, -1, wdir, "r3v_warmup"))]
 
 
-def evaluate_split(run: Run, k: int, problems: list[Problem], split: str) -> None:
+def split_steps(run: Run, k: int, split: str) -> list[Step]:
     """K samples, self-select among them (iterations >= 1) and greedy Test@1 on one split (test or val)."""
     d = run.iter_dir(k)
+    problems = lambda: run.test if split == "test" else run.val  # noqa: E731  (read when the step runs)
     samples = d / f"{split}_samples.jsonl"
-    step(run, f"iter{k}/sample_{split}", samples, lambda: sample(run, k, problems, cot(run, k, problems, split), samples))
+    steps = [Step(f"iter{k}/sample_{split}", samples,
+                  lambda: sample(run, k, problems(), cot(run, k, problems(), split), samples))]
     if k >= 1 or run.cfg.select_at_iter0:
-        step(run, f"iter{k}/select_{split}", d / f"{split}_select.jsonl",
-             lambda: sample(run, k, problems, select_items(
-                 problems, {r["id"]: r for r in read_jsonl(samples)}, None, run.cfg.seed,
-                 f"iter{k}" if split == "test" else f"iter{k}/{split}-select", run.cfg.prompt),
-                 d / f"{split}_select.jsonl", greedy=True))
-    step(run, f"iter{k}/greedy_{split}", d / f"{split}_greedy.jsonl",
-         lambda: sample(run, k, problems, cot(run, k, problems, split), d / f"{split}_greedy.jsonl", greedy=True))
+        steps.append(Step(f"iter{k}/select_{split}", d / f"{split}_select.jsonl",
+                          lambda: sample(run, k, problems(), select_items(
+                              problems(), {r["id"]: r for r in read_jsonl(samples)}, None, run.cfg.seed,
+                              f"iter{k}" if split == "test" else f"iter{k}/{split}-select", run.cfg.prompt),
+                              d / f"{split}_select.jsonl", greedy=True)))
+    steps.append(Step(f"iter{k}/greedy_{split}", d / f"{split}_greedy.jsonl",
+                      lambda: sample(run, k, problems(), cot(run, k, problems(), split), d / f"{split}_greedy.jsonl",
+                                     greedy=True)))
+    return steps
+
+
+def iteration_steps(run: Run, k: int) -> list[Step]:
+    cfg, d = run.cfg, run.iter_dir(k)
+    steps = []
+    if k >= 1:
+        steps += [Step(f"iter{k}/mix", d / "sft_data" / "mix_stats.json", lambda: build_iteration_mix(run, k)),
+                  Step(f"iter{k}/train", d / DONE_FILE, lambda: train_iteration(run, k, d, f"r3v_iter{k}"))]
+    if k < cfg.total_iters or cfg.sample_last_train:
+        # Iteration 0 asks the untrained model with prompt.sample_instruction (the original's: a short
+        # CoT ending in "Answer: X", REFERENCE.md §2); later iterations use the CoT prompt they were trained on.
+        steps.append(Step(f"iter{k}/sample_train", d / "train_samples.jsonl",
+                          lambda: sample(run, k, run.train, cot(run, k, run.train, "train", sampling_prompt=k == 0),
+                                         d / "train_samples.jsonl")))
+    steps += split_steps(run, k, "test")
+    if cfg.data.val_questions > 0:
+        steps += split_steps(run, k, "val")
+    return steps
+
+
+def export_steps(run: Run) -> list[Step]:
+    cfg = run.cfg
+    if not (cfg.export_final and cfg.total_iters >= 1 and cfg.train.finetuning_type == "lora"):
+        return []
+    from train.export import export_merged
+
+    # Inside the last iteration's folder, so extending the run exports the new last model.
+    merged = run.iter_dir(cfg.total_iters) / "merged"
+    return [Step(f"iter{cfg.total_iters}/export", merged / "config.json",
+                 lambda: export_merged(cfg.model.base_model, model_for(run, cfg.total_iters), merged))]
 
 
 def run_iteration(run: Run, k: int) -> dict:
     cfg, d = run.cfg, run.iter_dir(k)
     d.mkdir(parents=True, exist_ok=True)
-    if k >= 1:
-        step(run, f"iter{k}/mix", d / "sft_data" / "mix_stats.json", lambda: build_iteration_mix(run, k))
-        step(run, f"iter{k}/train", d / DONE_FILE, lambda: train_iteration(run, k, d, f"r3v_iter{k}"))
-    if k < cfg.total_iters or cfg.sample_last_train:
-        # Iteration 0 asks the untrained model with prompt.sample_instruction (the original's: a short
-        # CoT ending in "Answer: X", REFERENCE.md §2); later iterations use the CoT prompt they were trained on.
-        step(run, f"iter{k}/sample_train", d / "train_samples.jsonl",
-             lambda: sample(run, k, run.train, cot(run, k, run.train, "train", sampling_prompt=k == 0),
-                            d / "train_samples.jsonl"))
-    evaluate_split(run, k, run.test, "test")
-    if run.val:
-        evaluate_split(run, k, run.val, "val")
+    for s in iteration_steps(run, k):
+        step(run, s.name, s.final, s.fn)
     metrics = iteration_metrics(d, run.test, metrics=cfg.metrics)
     if run.val:
         metrics.update(validation_metrics(d, run.val, cfg.metrics))
@@ -225,6 +264,62 @@ def write_report(run: Run, all_metrics: list[dict]) -> str:
     return table
 
 
+# --------------------------------------------------------------------------- dry run
+
+
+def describe_data(cfg: RunConfig, run_dir: Path) -> str:
+    """What the run reads, without writing anything (GeoSynth is generated only by a real run)."""
+    if cfg.data.dataset == "geosynth" and not cfg.data.geoqa_dir and not (run_dir / "data" / "meta.json").is_file():
+        return (f"GeoSynth, generated into {run_dir / 'data'} by the first real run: {cfg.data.geosynth_train} train / "
+                f"{cfg.data.geosynth_test} test questions (seed {cfg.seed})")
+    splits = {split: load_problems(cfg.data, split, run_dir, cfg.seed) for split in ("train", "val", "test")}
+    where = cfg.data.geoqa_dir or run_dir / "data"
+    counts = " / ".join(f"{len(ps)} {split}" for split, ps in splits.items() if ps or split != "val")
+    return f"{cfg.data.dataset} in {where}: {counts} questions"
+
+
+def describe_devices(cfg: RunConfig) -> str:
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    nodes = node_setup(cfg.sample.num_machines)
+    where = f"{gpus} GPU(s) visible" if gpus else "no GPU visible: CPU"
+    per_node = num_processes(cfg.sample)
+    return (f"{where}; sampling on {per_node} process(es) per node x {nodes.count if nodes else 1} node(s), "
+            f"training on {(cfg.train.num_gpus or gpus) or 'CPU, one process'}"
+            + (f" GPU(s) per node x {cfg.train.nnodes} node(s)" if (cfg.train.num_gpus or gpus) else ""))
+
+
+def plan(cfg: RunConfig) -> str:
+    """The resolved config and what a run of it would do, read from the run folder without changing it."""
+    run_dir = Path(cfg.output_dir) / run_name(cfg)
+    lines = ["# resolved config", yaml.safe_dump(to_dict(cfg), sort_keys=False, width=1 << 16).rstrip(), "", "# plan"]
+    saved = run_dir / rundir.RUN_CONFIG_FILE
+    if saved.is_file():
+        changed, _ = config_changes(saved, to_dict(cfg), RESUMABLE_CHANGES, defaults=to_dict(RunConfig()))
+        lines.append(f"run folder: {run_dir} (exists; " + ("the config matches: a run resumes it)" if not changed else
+                     "a run would refuse it, changed keys: " + "; ".join(changed) + ")"))
+    else:
+        lines.append(f"run folder: {run_dir} (new)")
+    for what, describe in (("model", lambda: f"{cfg.model.base_model} (found; not loaded)"),
+                           ("data", lambda: describe_data(cfg, run_dir)), ("devices", lambda: describe_devices(cfg))):
+        try:
+            if what == "model":
+                check_model_dir(cfg.model.base_model)
+            lines.append(f"{what}: {describe()}")
+        except (ConfigError, DataError, ModelError, FileNotFoundError) as e:
+            lines.append(f"{what}: a run would stop here: {e}")
+    run = Run(cfg, run_dir, [], [], [])
+    all_steps = [*(warmup_steps(run) if cfg.warmup.enabled else [])]
+    for k in range(cfg.total_iters + 1):
+        all_steps += iteration_steps(run, k)
+    all_steps += export_steps(run)
+    done = [s for s in all_steps if s.final.exists()]
+    lines.append(f"steps: {len(all_steps) - len(done)} to run, {len(done)} done")
+    lines += [f"  [{'done' if s.final.exists() else 'todo'}] {s.name:<22} {s.final.relative_to(run_dir)}" for s in all_steps]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -239,20 +334,15 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
               load_problems(cfg.data, "test", run_dir, cfg.seed), load_problems(cfg.data, "val", run_dir, cfg.seed))
     log.info("data: %d train / %d test problems%s", len(run.train), len(run.test),
              f" / {len(run.val)} validation problems (held out of train, with their repeats)" if run.val else "")
-    if cfg.warmup.enabled:
-        run_warmup(run)
+    for s in warmup_steps(run) if cfg.warmup.enabled else []:
+        step(run, s.name, s.final, s.fn)
     all_metrics = []
     for k in range(cfg.total_iters + 1):
         all_metrics.append(run_iteration(run, k))
         table = write_report(run, all_metrics)
         log.info("\n%s", table)
-    if cfg.export_final and cfg.total_iters >= 1 and cfg.train.finetuning_type == "lora":
-        from train.export import export_merged
-
-        # Inside the last iteration's folder, so extending the run exports the new last model.
-        merged = run.iter_dir(cfg.total_iters) / "merged"
-        step(run, f"iter{cfg.total_iters}/export", merged / "config.json",
-             lambda: export_merged(cfg.model.base_model, model_for(run, cfg.total_iters), merged))
+    for s in export_steps(run):
+        step(run, s.name, s.final, s.fn)
     log.info("done: %s (table %s, plot %s)", run_dir, run_dir / "metrics.md", run_dir / "metrics.png")
     return all_metrics
 
@@ -274,8 +364,16 @@ def with_embedded_default(argv: list[str]) -> list[str]:
 def cli(argv: list[str] | None = None) -> None:
     argv = with_embedded_default(list(sys.argv[1:] if argv is None else argv))
     args = parse_args(RunConfig, argv, prog="run.py", doc=__doc__,
-                      flags={"restart": "delete the run folder and start over"})
+                      flags={"restart": "delete the run folder and start over",
+                             "dry_run": "print the resolved config and the plan (steps to run and done, data, "
+                                        "devices), then exit without loading the model"})
     check_data_named(args.keys, SEED_COMMAND)
+    if "dry_run" in args.flags:
+        load_plugins(args.config.plugins)
+        check_mix_config(args.config.mix)
+        check_metrics(args.config.metrics)
+        print(plan(args.config))
+        return
     main(args.config, restart="restart" in args.flags)
 
 

@@ -4,6 +4,7 @@
     python self_select_scaling.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data \\
         --batch_size 8 --ckpt_dir outputs/<run>/iter_3/model --max_select_num 6
     python self_select_scaling.py ... --train_select_mix true    # first train the mixed-N select model
+    python self_select_scaling.py ... --dry_run                  # the resolved config and the plan; loads no model
 
 Model. The checkpoint in --ckpt_dir is loaded (a LoRA adapter on --base_model, or a full model
 folder; the reference ignored it); empty = the base model. With --train_select_mix true a fresh
@@ -60,11 +61,13 @@ from pathlib import Path
 import yaml
 
 from core import rundir
-from core.config import RESULT_NEUTRAL, ConfigError, ScalingConfig, migrate_saved, parse_args, to_dict
+from core.config import (RESULT_NEUTRAL, ConfigError, ScalingConfig, config_changes, migrate_saved, parse_args,
+                         to_dict)
 from core.io import atomic_write_json
 from core.log import get_logger
-from core.registry import load_plugins
+from core.nodes import node_setup
 from core.proc import CommandError
+from core.registry import load_plugins
 from data_gen.geoqa import DataError
 from data_gen.sources import check_data_named, load_problems
 from eval.evaluate import gold_key
@@ -73,8 +76,10 @@ from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
 from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
 from infer.model import ModelError, check_model_dir
+from infer.sample import num_processes
 from mix.llamafactory import write_dataset
 from mix.reflection import build_mix
+from train.sft import DONE_FILE, MODEL_DIR
 
 log = get_logger("scaling")
 
@@ -192,7 +197,7 @@ def open_output(cfg: ScalingConfig, out: Path) -> None:
 
 def train_select_model(cfg: ScalingConfig, out: Path, run_dir: Path | None, train_problems) -> str:
     """Train the mixed-N select model from the run's train-sample pool (a fresh adapter on the base)."""
-    from train.sft import DONE_FILE, MODEL_DIR, train
+    from train.sft import train
 
     if run_dir is None:
         raise ConfigError("--train_select_mix needs the self-training run folder: pass run_dir=PATH "
@@ -244,9 +249,9 @@ def scaling_table(samples: list[dict], greedy: list[dict], select: dict[tuple[in
     return rows
 
 
-def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
-    """given: dotted keys set on the command line or in a --config file (kept even where the run's
-    config.yaml differs)."""
+def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> tuple[ScalingConfig, Path | None, list[str]]:
+    """(the config with the run's options filled in, the run folder or None, the keys taken from it);
+    refuses what cannot run. Writes nothing and loads no model."""
     cfg = copy.deepcopy(cfg)  # inherited sections are filled in below; the caller's config stays as given
     if cfg.num_test_samples < cfg.max_select_num:
         raise ConfigError(f"num_test_samples={cfg.num_test_samples} < max_select_num={cfg.max_select_num}: "
@@ -260,6 +265,46 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
     if cfg.ckpt_dir and not cfg.train_select_mix and not Path(cfg.ckpt_dir).expanduser().is_dir():
         raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "
                          f"outputs/<run>/iter_3/model) or a full model folder, or leave it empty for the base model.")
+    return cfg, run_dir, taken
+
+
+def plan(cfg: ScalingConfig, run_dir: Path | None, taken: list[str]) -> str:
+    """The resolved config and what a run of it would do, read from the folders without changing them."""
+    out = output_dir(cfg, run_dir)
+    lines = ["# resolved config", yaml.safe_dump(effective_config(cfg), sort_keys=False, width=1 << 16).rstrip(), "", "# plan"]
+    if run_dir is not None:
+        lines.append(f"self-training run: {run_dir}" + (f" (options taken from it: {', '.join(taken)})" if taken else ""))
+    saved = out / SCALING_CONFIG_FILE
+    allowed = RESUMABLE_CHANGES + (() if cfg.train_select_mix else ("max_select_num",))
+    changed = config_changes(saved, effective_config(cfg), allowed, effective_config(ScalingConfig()))[0] \
+        if saved.is_file() else []
+    lines.append(f"output folder: {out} (" + ("new)" if not saved.is_file() else "exists; a run would refuse it, "
+                 "changed keys: " + "; ".join(changed) + ")" if changed else "exists; the config matches: a run resumes it)"))
+    model = cfg.model.base_model + (" + the select-mix model trained first" if cfg.train_select_mix else
+                                    f" + {cfg.ckpt_dir}" if cfg.ckpt_dir else "")
+    lines.append(f"model: {model} (found; not loaded)")
+    data_root = run_dir or out
+    if cfg.data.dataset == "geosynth" and not cfg.data.geoqa_dir and not (data_root / "data" / "meta.json").is_file():
+        lines.append(f"data: GeoSynth, generated into {data_root / 'data'} by a real run: {cfg.data.geosynth_test} test questions")
+    else:
+        lines.append(f"data: {len(load_problems(cfg.data, 'test', data_root, cfg.seed))} test questions")
+    nodes = node_setup(cfg.sample.num_machines)
+    lines.append(f"devices: sampling on {num_processes(cfg.sample)} process(es) per node x {nodes.count if nodes else 1} node(s)")
+    files = ([out / "select_mix" / DONE_FILE] if cfg.train_select_mix else []) + [out / "test_samples.jsonl",
+                                                                                   out / "test_greedy.jsonl"]
+    for n in range(2, cfg.max_select_num + 1):
+        files += [out / f"select_n{n}_s{j}.jsonl"
+                  for j in range(len(draw_subsets(cfg.num_test_samples, n, cfg.num_subsets, cfg.seed + n)))]
+    done = [f for f in files if f.exists()]
+    lines.append(f"files: {len(files) - len(done)} to write, {len(done)} done (then scaling.json, .md, .png)")
+    lines += [f"  [{'done' if f.exists() else 'todo'}] {f.relative_to(out)}" for f in files]
+    return "\n".join(lines)
+
+
+def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
+    """given: dotted keys set on the command line or in a --config file (kept even where the run's
+    config.yaml differs)."""
+    cfg, run_dir, taken = resolve(cfg, given)
     out = output_dir(cfg, run_dir)
     if taken:
         log.info("from %s (left at their defaults here): %s", run_dir / rundir.RUN_CONFIG_FILE, ", ".join(taken))
@@ -313,7 +358,12 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
 
 if __name__ == "__main__":
     try:
-        args = parse_args(ScalingConfig, prog="self_select_scaling.py", doc=__doc__)
-        main(args.config, args.keys)
+        args = parse_args(ScalingConfig, prog="self_select_scaling.py", doc=__doc__,
+                          flags={"dry_run": "print the resolved config and the plan (files to write and done), "
+                                            "then exit without loading a model"})
+        if "dry_run" in args.flags:
+            print(plan(*resolve(args.config, args.keys)))
+        else:
+            main(args.config, args.keys)
     except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError, TimeoutError) as e:
         sys.exit(f"error: {e}")

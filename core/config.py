@@ -595,29 +595,36 @@ RESULT_NEUTRAL = ("plugins", "metrics", "sample.batch_size", "sample.num_process
                   "sample.node_wait_s", "model.sdpa_backends", "train.num_gpus", "train.nnodes")
 
 
+def config_changes(saved: Path, new: dict, allowed: tuple[str, ...],
+                   defaults: dict | None = None) -> tuple[list[str], list[str]]:
+    """What a reuse of a folder whose config is `saved` would be refused for: (the changed keys other than
+    `allowed`, empty when it may be reused; notes on its retired keys and former defaults). Reads only."""
+    old, notes = migrate_saved(yaml.safe_load(saved.read_text()) or {})
+    if defaults:
+        old = _with_defaults(old, defaults)
+    changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
+    old_flat = _flatten(old)
+    for key, former in FORMER_DEFAULTS.items():
+        if any(c.split(":")[0] == key for c in changed) and old_flat.get(key) == former:
+            notes.append(f"{key}={former!r}, the default before it became the original R3V's "
+                         f"(docs/differences.md): pass {key}={former!r} to resume it")
+    return changed, [f"{saved} holds {note}." for note in notes]
+
+
 def save_or_check(saved: Path, new: dict, allowed: tuple[str, ...], where: str, fix: str,
                   defaults: dict | None = None) -> bool:
     """Save a folder's config, or refuse to reuse the folder when other keys than `allowed` changed.
 
     Keys that the saved config lacks (options added to the suite after it was written) count as
-    their value in `defaults`, the behaviour before they existed. Returns True when an earlier config
-    was found (a resume). `fix` tells the user what to do.
+    the value they had before (BEFORE_ADDED), else as their value in `defaults`. Returns True when an
+    earlier config was found (a resume). `fix` tells the user what to do.
     """
     resumed = saved.is_file()
     if resumed:
-        old, notes = migrate_saved(yaml.safe_load(saved.read_text()) or {})
-        if defaults:
-            old = _with_defaults(old, defaults)
-        changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]
-        old_flat = _flatten(old)
-        for key, former in FORMER_DEFAULTS.items():
-            if any(c.split(":")[0] == key for c in changed) and old_flat.get(key) == former:
-                notes.append(f"{key}={former!r}, the default before it became the original R3V's "
-                             f"(docs/differences.md): pass {key}={former!r} to resume it")
+        changed, notes = config_changes(saved, new, allowed, defaults)
         if changed:
             raise ConfigError(f"{where} holds results of another config; changed keys:\n  "
-                              + "\n  ".join(changed) + f"\n{fix}"
-                              + "".join(f"\n{saved} holds {note}." for note in notes))
+                              + "\n  ".join(changed) + f"\n{fix}" + "".join(f"\n{n}" for n in notes))
     from core.io import atomic_write_text
 
     atomic_write_text(saved, yaml.safe_dump(new, sort_keys=False))
