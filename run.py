@@ -83,7 +83,9 @@ def open_run_dir(cfg: RunConfig, restart: bool) -> Path:
     run_dir = Path(cfg.output_dir) / run_name(cfg)
     if restart and run_dir.exists():
         log.info("--restart: removing %s", run_dir)
-        shutil.rmtree(run_dir)
+        for path in run_dir.iterdir():  # all but the lock this process holds
+            if path.name not in (rundir.LOCK_FILE, rundir.HOLDER_FILE):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     rundir.open_folder(run_dir, rundir.RUN_CONFIG_FILE, to_dict(cfg), defaults=to_dict(RunConfig()),
                        allowed=RESUMABLE_CHANGES, log_file="run.log",
                        fix="Rerun with the same options to resume, pass run_name=NEW for a new run, or "
@@ -328,7 +330,21 @@ def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
     load_plugins(cfg.plugins)  # before the checks: a plugin's variants are known only once imported
     check_mix_config(cfg.mix)
     check_metrics(cfg.metrics)
+    run_dir = Path(cfg.output_dir) / run_name(cfg)
+    # One run per folder. On several nodes all run this command on one shared folder: node 0 holds it.
+    nodes = node_setup(cfg.sample.num_machines)
+    lock = rundir.lock_folder(run_dir) if nodes is None or nodes.rank == 0 else None
+    try:
+        return run_all(cfg, restart, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run_all(cfg: RunConfig, restart: bool, lock: rundir.FolderLock | None) -> list[dict]:
     run_dir = open_run_dir(cfg, restart)
+    if lock is not None and lock.took_over:
+        log.info("took over the run folder's lock from %s: that process is no longer running", lock.took_over)
     log.info("config: %s", to_dict(cfg))
     run = Run(cfg, run_dir, load_problems(cfg.data, "train", run_dir, cfg.seed),
               load_problems(cfg.data, "test", run_dir, cfg.seed), load_problems(cfg.data, "val", run_dir, cfg.seed))

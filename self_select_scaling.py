@@ -306,9 +306,24 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
     config.yaml differs)."""
     cfg, run_dir, taken = resolve(cfg, given)
     out = output_dir(cfg, run_dir)
+    # One run per output folder; on several nodes node 0 holds it (they share the folder).
+    nodes = node_setup(cfg.sample.num_machines)
+    lock = rundir.lock_folder(out) if nodes is None or nodes.rank == 0 else None
+    try:
+        return measure(cfg, run_dir, taken, out, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def measure(cfg: ScalingConfig, run_dir: Path | None, taken: list[str], out: Path,
+            lock: rundir.FolderLock | None) -> list[dict]:
+    """SS@N, MV@N and pass@N into `out` (main's work, once the folder is held)."""
     if taken:
         log.info("from %s (left at their defaults here): %s", run_dir / rundir.RUN_CONFIG_FILE, ", ".join(taken))
     open_output(cfg, out)
+    if lock is not None and lock.took_over:
+        log.info("took over the output folder's lock from %s: that process is no longer running", lock.took_over)
     log.info("config: %s", to_dict(cfg))
     data_root = run_dir or out
     test = load_problems(cfg.data, "test", data_root, cfg.seed)

@@ -2,17 +2,25 @@
 
 A self-training run owns `<output_dir>/<run_name>/`: `config.yaml` (the resolved config), `state.json`
 (finished steps) and one `iter_<k>/` folder per iteration (docs/pipeline.md). run.py, the scaling
-script and eval.evaluate read the same layout through these names.
+script and eval.evaluate read the same layout through these names. One process works in a folder at a
+time: `lock_folder` (a file lock, `.lock`, with its holder in `.lock.json`).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import save_or_check
-from core.io import read_jsonl
+from filelock import FileLock, Timeout
+
+from core.config import ConfigError, save_or_check
+from core.io import atomic_write_json, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 
 log = get_logger("rundir")
@@ -94,3 +102,50 @@ def open_folder(folder: Path, config_file: str, config: dict, *, defaults: dict,
     if resumed:
         log.info("resuming %s", folder)
     return resumed
+
+
+LOCK_FILE = ".lock"          # held (flock) while a process works in the folder
+HOLDER_FILE = ".lock.json"   # who holds it: pid, host, command, since
+
+
+@dataclass
+class FolderLock:
+    """This process's hold on a folder. took_over: the holder before it, whose process had died."""
+
+    folder: Path
+    lock: FileLock
+    took_over: str | None = None
+
+    def release(self) -> None:
+        """Let the folder go (the holder file first: a holder file means a live or a killed holder)."""
+        (self.folder / HOLDER_FILE).unlink(missing_ok=True)
+        self.lock.release()
+
+
+def lock_folder(folder: Path) -> FolderLock:
+    """Hold the folder for this process, or refuse at once when another process holds it.
+
+    The OS drops the lock when its holder dies, however it dies, so a killed run leaves no lock behind;
+    the holder file it leaves says whose lock is taken over. On several nodes only node 0 locks (all
+    nodes run the same command on one shared folder; docs/scaling.md)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_FILE))
+    holder_path = folder / HOLDER_FILE
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"{folder} is already in use: another run is working in it ({_read_holder(holder_path)}); "
+                          f"wait for it to end, or use another folder (run_name=NEW / out=NEW).") from None
+    took_over = _read_holder(holder_path) if holder_path.is_file() else None
+    atomic_write_json(holder_path, {"pid": os.getpid(), "host": socket.gethostname(),
+                                    "command": " ".join(sys.argv), "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return FolderLock(folder, lock, took_over)
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        h = read_json(path)
+        return f"pid {h['pid']} on host {h['host']} since {h['since']}: {h['command']}"
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"
