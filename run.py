@@ -29,7 +29,8 @@ import yaml
 
 
 from core import rundir
-from core.config import REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, config_changes, parse_args, to_dict
+from core.config import (REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, check_values, config_changes, parse_args,
+                         to_dict)
 from core.io import atomic_write_json, read_json, read_jsonl
 from core.log import get_logger
 from core.nodes import node_setup
@@ -47,7 +48,7 @@ from infer.model import ModelError, check_model_dir
 from infer.sample import num_processes
 from mix.llamafactory import write_dataset
 from mix.reflection import build_mix, check_mix_config, warmup_items
-from train.sft import DONE_FILE, MODEL_DIR
+from train.sft import DONE_FILE, MODEL_DIR, missing_model_files
 
 log = get_logger("run")
 
@@ -93,9 +94,15 @@ def open_run_dir(cfg: RunConfig, restart: bool) -> Path:
     return run_dir
 
 
-def step(run: Run, name: str, final: Path, fn) -> None:
-    """Run fn() unless `final` exists; record the step's duration in state.json."""
+def step(run: Run, name: str, final: Path, fn, missing=None) -> None:
+    """Run fn() unless `final` exists; record the step's duration in state.json. A done step whose other
+    outputs are gone (missing() says what lacks) is refused with the marker to delete."""
     if final.exists():
+        lacks = missing() if missing else None
+        if lacks:
+            raise ConfigError(f"step {name} is marked done by {final}, but {lacks}: delete {final} to redo the "
+                              f"step (the later steps of the run were built on its outputs: delete theirs too, "
+                              f"or --restart).")
         log.info("[skip] %s (done: %s)", name, final.relative_to(run.dir))
         return
     log.info("*** %s ***", name)
@@ -169,6 +176,13 @@ class Step:
     name: str
     final: Path
     fn: Callable[[], None]
+    # what the step's other outputs lack, checked when `final` says done (None: nothing lacks)
+    missing: Callable[[], str | None] | None = None
+
+
+def missing_files(*paths: Path) -> str | None:
+    gone = [str(p) for p in paths if not p.exists()]
+    return f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone" if gone else None
 
 
 def warmup_steps(run: Run) -> list[Step]:
@@ -176,7 +190,8 @@ def warmup_steps(run: Run) -> list[Step]:
     return [Step("warmup/data", wdir / "sft_data" / "dataset_info.json",  # written after the data file
                  lambda: write_dataset(warmup_items(run.train, run.cfg.prompt, run.cfg.warmup.num_items, run.cfg.seed),
                                        wdir / "sft_data", "r3v_warmup")),
-            Step("warmup/train", wdir / DONE_FILE, lambda: train_iteration(run, -1, wdir, "r3v_warmup"))]
+            Step("warmup/train", wdir / DONE_FILE, lambda: train_iteration(run, -1, wdir, "r3v_warmup"),
+                 lambda: missing_model_files(wdir / MODEL_DIR, run.cfg.train.finetuning_type))]
 
 
 def split_steps(run: Run, k: int, split: str) -> list[Step]:
@@ -202,8 +217,10 @@ def iteration_steps(run: Run, k: int) -> list[Step]:
     cfg, d = run.cfg, run.iter_dir(k)
     steps = []
     if k >= 1:
-        steps += [Step(f"iter{k}/mix", d / "sft_data" / "mix_stats.json", lambda: build_iteration_mix(run, k)),
-                  Step(f"iter{k}/train", d / DONE_FILE, lambda: train_iteration(run, k, d, f"r3v_iter{k}"))]
+        steps += [Step(f"iter{k}/mix", d / "sft_data" / "mix_stats.json", lambda: build_iteration_mix(run, k),
+                       lambda: missing_files(d / "sft_data" / f"r3v_iter{k}.json", d / "sft_data" / "dataset_info.json")),
+                  Step(f"iter{k}/train", d / DONE_FILE, lambda: train_iteration(run, k, d, f"r3v_iter{k}"),
+                       lambda: missing_model_files(d / MODEL_DIR, cfg.train.finetuning_type))]
     if k < cfg.total_iters or cfg.sample_last_train:
         # Iteration 0 asks the untrained model with prompt.sample_instruction (the original's: a short
         # CoT ending in "Answer: X", REFERENCE.md §2); later iterations use the CoT prompt they were trained on.
@@ -225,14 +242,15 @@ def export_steps(run: Run) -> list[Step]:
     # Inside the last iteration's folder, so extending the run exports the new last model.
     merged = run.iter_dir(cfg.total_iters) / "merged"
     return [Step(f"iter{cfg.total_iters}/export", merged / "config.json",
-                 lambda: export_merged(cfg.model.base_model, model_for(run, cfg.total_iters), merged))]
+                 lambda: export_merged(cfg.model.base_model, model_for(run, cfg.total_iters), merged),
+                 lambda: missing_model_files(merged, "full"))]
 
 
 def run_iteration(run: Run, k: int) -> dict:
     cfg, d = run.cfg, run.iter_dir(k)
     d.mkdir(parents=True, exist_ok=True)
     for s in iteration_steps(run, k):
-        step(run, s.name, s.final, s.fn)
+        step(run, s.name, s.final, s.fn, s.missing)
     metrics = iteration_metrics(d, run.test, metrics=cfg.metrics)
     if run.val:
         metrics.update(validation_metrics(d, run.val, cfg.metrics))
@@ -326,6 +344,7 @@ def plan(cfg: RunConfig) -> str:
 
 
 def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
+    check_values(cfg)
     check_model_dir(cfg.model.base_model)
     load_plugins(cfg.plugins)  # before the checks: a plugin's variants are known only once imported
     check_mix_config(cfg.mix)
@@ -351,14 +370,14 @@ def run_all(cfg: RunConfig, restart: bool, lock: rundir.FolderLock | None) -> li
     log.info("data: %d train / %d test problems%s", len(run.train), len(run.test),
              f" / {len(run.val)} validation problems (held out of train, with their repeats)" if run.val else "")
     for s in warmup_steps(run) if cfg.warmup.enabled else []:
-        step(run, s.name, s.final, s.fn)
+        step(run, s.name, s.final, s.fn, s.missing)
     all_metrics = []
     for k in range(cfg.total_iters + 1):
         all_metrics.append(run_iteration(run, k))
         table = write_report(run, all_metrics)
         log.info("\n%s", table)
     for s in export_steps(run):
-        step(run, s.name, s.final, s.fn)
+        step(run, s.name, s.final, s.fn, s.missing)
     log.info("done: %s (table %s, plot %s)", run_dir, run_dir / "metrics.md", run_dir / "metrics.png")
     return all_metrics
 
@@ -385,6 +404,7 @@ def cli(argv: list[str] | None = None) -> None:
                                         "devices), then exit without loading the model"})
     check_data_named(args.keys, SEED_COMMAND)
     if "dry_run" in args.flags:
+        check_values(args.config)
         load_plugins(args.config.plugins)
         check_mix_config(args.config.mix)
         check_metrics(args.config.metrics)

@@ -61,8 +61,8 @@ from pathlib import Path
 import yaml
 
 from core import rundir
-from core.config import (RESULT_NEUTRAL, ConfigError, ScalingConfig, config_changes, migrate_saved, parse_args,
-                         to_dict)
+from core.config import (RESULT_NEUTRAL, ConfigError, ScalingConfig, check_values, config_changes, migrate_saved,
+                         parse_args, to_dict)
 from core.io import atomic_write_json
 from core.log import get_logger
 from core.nodes import node_setup
@@ -79,7 +79,7 @@ from infer.model import ModelError, check_model_dir
 from infer.sample import num_processes
 from mix.llamafactory import write_dataset
 from mix.reflection import build_mix
-from train.sft import DONE_FILE, MODEL_DIR
+from train.sft import DONE_FILE, MODEL_DIR, missing_model_files
 
 log = get_logger("scaling")
 
@@ -206,6 +206,10 @@ def train_select_model(cfg: ScalingConfig, out: Path, run_dir: Path | None, trai
     pool = rundir.train_pool(run_dir, None if last is None else last + 1, strict=False)
     log.info("select-mix pool: train samples of iterations %s", [k for k, _ in pool])
     work = out / "select_mix"
+    lacks = missing_model_files(work / MODEL_DIR, cfg.train.finetuning_type) if (work / DONE_FILE).is_file() else None
+    if lacks:
+        raise ConfigError(f"{work / DONE_FILE} marks the select-mix model trained, but {lacks}: delete "
+                          f"{work / DONE_FILE} and rerun to train it again.")
     if not (work / DONE_FILE).is_file():
         mix_cfg = dataclasses.replace(cfg.mix, select_mixed_n=True, max_select_n=cfg.max_select_num)
         items, stats = build_mix(train_problems, pool, pool[-1][0] + 1, cfg.seed, mix_cfg, cfg.prompt)
@@ -253,6 +257,7 @@ def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> tuple[ScalingCon
     """(the config with the run's options filled in, the run folder or None, the keys taken from it);
     refuses what cannot run. Writes nothing and loads no model."""
     cfg = copy.deepcopy(cfg)  # inherited sections are filled in below; the caller's config stays as given
+    check_values(cfg)
     if cfg.num_test_samples < cfg.max_select_num:
         raise ConfigError(f"num_test_samples={cfg.num_test_samples} < max_select_num={cfg.max_select_num}: "
                           f"N candidates need at least N samples; raise num_test_samples.")

@@ -16,6 +16,7 @@ import dataclasses
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,55 @@ class ScalingConfig(StageConfigs):
 
 # Every dict-typed config field, as a dotted key: a YAML mapping there is one value.
 DICT_KEYS: set[str] = set()
+
+
+
+def check_values(cfg: Any) -> None:
+    """Refuse values no run can use, all of them at once, before any work starts (counts >= 1,
+    probabilities in range, ...). Checks the sections and keys `cfg` has (RunConfig, ScalingConfig)."""
+    rules: list[tuple[str, Callable[[Any], bool], str]] = [
+        ("sample.num_samples", lambda v: v >= 1, "1 or more (R3V: 3)"),
+        ("sample.batch_size", lambda v: v >= 1, "1 or more"),
+        ("sample.max_new_tokens", lambda v: v >= 1, "1 or more"),
+        ("sample.temperature", lambda v: v > 0, "above 0 (greedy runs ignore it)"),
+        ("sample.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("sample.top_k", lambda v: v >= 0, "0 (off) or more"),
+        ("sample.num_processes", lambda v: v >= 0, "0 (one per GPU) or more"),
+        ("mix.min_chars", lambda v: v >= 0, "0 or more"),
+        ("mix.max_select_n", lambda v: v >= 2, "2 or more"),
+        ("train.learning_rate", lambda v: v > 0, "above 0"),
+        ("train.num_train_epochs", lambda v: v > 0, "above 0"),
+        ("train.global_batch_size", lambda v: v >= 1, "1 or more"),
+        ("train.per_device_batch_size", lambda v: v >= 1, "1 or more"),
+        ("train.cutoff_len", lambda v: v >= 1, "1 or more"),
+        ("train.lora_rank", lambda v: v >= 1, "1 or more"),
+        ("train.max_steps", lambda v: v >= 0, "0 (all epochs) or more"),
+        ("train.num_gpus", lambda v: v >= 0, "0 (all visible) or more"),
+        ("train.nnodes", lambda v: v >= 1, "1 or more"),
+        ("data.train_limit", lambda v: v >= 0, "0 (all) or more"),
+        ("data.test_limit", lambda v: v >= 0, "0 (all) or more"),
+        ("data.val_questions", lambda v: v >= 0, "0 (none) or more"),
+        ("data.rel_tol", lambda v: v >= 0, "0 or more"),
+        ("data.geosynth_train", lambda v: v >= 1, "1 or more"),
+        ("data.geosynth_test", lambda v: v >= 1, "1 or more"),
+        ("total_iters", lambda v: v >= 0, "0 (the base model only) or more"),
+        ("warmup.num_items", lambda v: v >= 1, "1 or more"),
+        ("num_test_samples", lambda v: v >= 1, "1 or more"),
+        ("max_select_num", lambda v: v >= 1, "1 or more"),
+        ("num_subsets", lambda v: v >= 1, "1 or more"),
+    ]
+    bad = []
+    for key, ok, want in rules:
+        obj = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part, _MISSING)
+        if obj is not _MISSING and not ok(obj):
+            bad.append(f"{key}={obj!r}: use {want}")
+    if bad:
+        raise ConfigError("config values no run can use (fix each):\n  " + "\n  ".join(bad))
+
+
+_MISSING = object()
 
 
 # The seed's flags (SEED.md) mapped to their dotted keys.

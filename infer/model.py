@@ -11,6 +11,7 @@ on the left for batched generation (a load-time setting, not saved with the mode
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,30 @@ def attention_context(cfg: ModelConfig, device: torch.device):
     return sdpa_kernel(backends, set_priority=True)
 
 
+# config.json model_type values this project loads, trains (LLaMA-Factory's qwen2_vl template) and builds.
+SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+
+
 def check_model_dir(path: str | Path, what: str = "model.base_model") -> Path:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ModelError(f"{what}={str(path)!r}: no such folder. Pass a local model folder (e.g. "
                          f"--base_model /models/Qwen2-VL-7B-Instruct); nothing is downloaded.")
     if not (path / "config.json").is_file():
+        if is_adapter_dir(path):
+            raise ModelError(f"{what}={str(path)!r} is a LoRA adapter, not a model: give the base model here "
+                             f"(the adapter goes to --ckpt_dir).")
         raise ModelError(f"{what}={str(path)!r} has no config.json: it is not a model folder.")
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ModelError(f"{what}={str(path)!r}: config.json is not readable JSON ({e}).") from None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(f"{what}={str(path)!r} is a {model_type!r} model; this project runs "
+                         f"{', '.join(SUPPORTED_MODEL_TYPES)} (Qwen2-VL, Qwen2.5-VL).")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelError(f"{what}={str(path)!r} has config.json but no weights (*.safetensors or *.bin): copy the "
+                         f"whole model folder.")
     return path.resolve()
 
 
@@ -96,6 +114,11 @@ def load(cfg: ModelConfig, checkpoint: str | Path | None = None, device: torch.d
     if ckpt is not None and not ckpt.is_dir():
         raise ModelError(f"checkpoint {str(ckpt)!r}: no such folder; pass a LLaMA-Factory output "
                          f"folder (LoRA adapter) or a full model folder.")
+    if ckpt is not None and not is_adapter_dir(ckpt) and not (ckpt / "config.json").is_file():
+        done = ckpt.parent / "train_done.json"
+        raise ModelError(f"checkpoint {str(ckpt)!r} holds neither a LoRA adapter (adapter_config.json) nor a full "
+                         f"model (config.json)" + (f"; its training is marked done in {done}: delete that file and "
+                                                   f"rerun to train it again" if done.is_file() else "") + ".")
     adapter = ckpt if ckpt is not None and is_adapter_dir(ckpt) else None
     weights = base if ckpt is None or adapter is not None else check_model_dir(ckpt, "checkpoint")
     dtype = pick_dtype(cfg.dtype, device)

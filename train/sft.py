@@ -209,21 +209,27 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
-def check_output(output_dir: str | Path, finetuning_type: str, log_path: str | Path | None = None) -> Path:
-    """Raise unless output_dir holds a LoRA adapter (lora) or a full model (full)."""
+def missing_model_files(output_dir: str | Path, finetuning_type: str) -> str | None:
+    """What output_dir lacks to hold a LoRA adapter (lora) or a full model (full); None when it holds one."""
     output_dir = Path(output_dir)
-    where = f"; see {log_path}" if log_path else ""
     if finetuning_type == "lora":
         weights = [output_dir / "adapter_model.safetensors", output_dir / "adapter_model.bin"]
         if not (output_dir / "adapter_config.json").is_file() or not any(p.is_file() for p in weights):
-            raise RuntimeError(f"training ended without an adapter: {output_dir} lacks adapter_config.json "
-                               f"and adapter_model.safetensors{where}")
+            return f"{output_dir} lacks adapter_config.json and adapter_model.safetensors"
     else:
         has_weights = any(output_dir.glob("*.safetensors")) or any(output_dir.glob("pytorch_model*.bin"))
         if not (output_dir / "config.json").is_file() or not has_weights:
-            raise RuntimeError(f"training ended without a model: {output_dir} lacks config.json and "
-                               f"*.safetensors{where}")
-    return output_dir
+            return f"{output_dir} lacks config.json and *.safetensors"
+    return None
+
+
+def check_output(output_dir: str | Path, finetuning_type: str, log_path: str | Path | None = None) -> Path:
+    """Raise unless output_dir holds a LoRA adapter (lora) or a full model (full)."""
+    missing = missing_model_files(output_dir, finetuning_type)
+    if missing:
+        what = "an adapter" if finetuning_type == "lora" else "a model"
+        raise RuntimeError(f"training ended without {what}: {missing}" + (f"; see {log_path}" if log_path else ""))
+    return Path(output_dir)
 
 
 def read_train_summary(output_dir: str | Path) -> dict[str, Any]:
@@ -310,7 +316,10 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
 
     done = train_done(iter_dir)
     if done is not None:
-        check_output(output_dir, cfg.finetuning_type, log_path)
+        missing = missing_model_files(output_dir, cfg.finetuning_type)
+        if missing:
+            raise RuntimeError(f"{iter_dir / DONE_FILE} marks this training done, but {missing}: delete "
+                               f"{iter_dir / DONE_FILE} and rerun to train it again.")
         log.info("training already done (%s): train loss %s; skipping", iter_dir / DONE_FILE, done.get("train_loss"))
         return output_dir
 

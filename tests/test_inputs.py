@@ -1,0 +1,106 @@
+"""Bad input found before any work starts, and done-markers that stand for their outputs (issue #36).
+
+Each row: the case, the command or call, the message expected (it names the key, file or folder and the
+fix), and that nothing was lost. Image checks at load are a separate step of the issue."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import run
+from core.config import ConfigError, ModelConfig, RunConfig, parse_args
+from infer.model import ModelError, load
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "tests" / "data" / "geoqa_sample"
+SAVED = REPO / "tests" / "data" / "run_41b6ae0"
+
+
+def model_folder(tmp_path: Path, model_type: str = "qwen2_vl", weights: bool = True) -> Path:
+    folder = tmp_path / f"model-{model_type}-{weights}"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+    if weights:
+        (folder / "model.safetensors").write_bytes(b"x")
+    return folder
+
+
+CLI_CASES = [
+    ("counts and ranges, all at once", lambda t: ["sample.num_samples=0", "total_iters=-1", "sample.top_p=1.5"],
+     ["config values no run can use (fix each):", "sample.num_samples=0: use 1 or more",
+      "total_iters=-1: use 0 (the base model only) or more", "sample.top_p=1.5: use in (0, 1]"]),
+    ("a model folder with only config.json",
+     lambda t: ["--base_model", str(model_folder(t, weights=False)), "--geoqa_dir", str(SAMPLE)],
+     ["has config.json but no weights (*.safetensors or *.bin): copy the whole model folder"]),
+    ("a model of another architecture",
+     lambda t: ["--base_model", str(model_folder(t, "llama")), "--geoqa_dir", str(SAMPLE)],
+     ["is a 'llama' model; this project runs qwen2_vl, qwen2_5_vl"]),
+    ("an adapter given as the base model",
+     lambda t: ["--base_model", str(SAVED / "r41" / "iter_1" / "model"), "--geoqa_dir", str(SAMPLE)],
+     ["is a LoRA adapter, not a model: give the base model here"]),
+]
+
+
+@pytest.mark.parametrize("case,argv,expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_bad_input_is_refused_before_any_work(case, argv, expected, tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), *argv(tmp_path)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for text in expected:
+        assert text in proc.stderr
+    assert not (tmp_path / "outputs").exists()  # nothing started
+
+
+@pytest.fixture
+def saved_run(tmp_path) -> tuple[Path, list[str]]:
+    """The killed run of tests/data/run_41b6ae0, moved here, and its command."""
+    folder = tmp_path / "r41"
+    shutil.copytree(SAVED / "r41", folder)
+    tree = yaml.safe_load((folder / "config.yaml").read_text())
+    tree["model"]["base_model"], tree["output_dir"] = str(REPO / "models" / "geosynth-small"), str(tmp_path)
+    (folder / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    argv = ["--config", str(REPO / "configs" / "geosynth_small.yaml"), "--base_model", str(REPO / "models" / "geosynth-small"),
+            f"output_dir={tmp_path}", "run_name=r41", "total_iters=1", "data.geosynth_train=16", "data.geosynth_test=8",
+            "sample.max_new_tokens=48", "sample.batch_size=8", "train.max_steps=2", "train.per_device_batch_size=4",
+            "train.global_batch_size=4", "train.lora_rank=4", "train.lora_alpha=8"]
+    return folder, argv
+
+
+MARKER_CASES = [
+    ("a trained adapter deleted, train_done.json kept", "iter_1/model/adapter_model.safetensors",
+     "step iter1/train is marked done by {f}/iter_1/train_done.json, but {f}/iter_1/model lacks adapter_config.json "
+     "and adapter_model.safetensors: delete {f}/iter_1/train_done.json to redo the step"),
+    ("the mix data deleted, mix_stats.json kept", "iter_1/sft_data/r3v_iter1.json",
+     "step iter1/mix is marked done by {f}/iter_1/sft_data/mix_stats.json, but {f}/iter_1/sft_data/r3v_iter1.json "
+     "is gone: delete {f}/iter_1/sft_data/mix_stats.json to redo the step"),
+]
+
+
+@pytest.mark.parametrize("case,deleted,expected", MARKER_CASES, ids=[c[0] for c in MARKER_CASES])
+def test_a_done_marker_whose_outputs_are_gone_is_refused_with_the_file_to_delete(case, deleted, expected, saved_run):
+    folder, argv = saved_run
+    (folder / deleted).unlink()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name not in ("run.log", ".lock.json")}
+    with pytest.raises(ConfigError) as refused:
+        run.main(parse_args(RunConfig, argv).config)
+    assert expected.format(f=folder) in str(refused.value)
+    # nothing lost or redone: every file is still there as it was (metrics.json and the tables are recomputed
+    # by every run from the step files, and config.yaml is saved again)
+    for path, content in before.items():
+        if path.name not in ("config.yaml", "metrics.json"):
+            assert path.read_bytes() == content, path
+
+
+def test_loading_an_emptied_checkpoint_says_which_marker_to_delete(saved_run):
+    folder, _ = saved_run
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (folder / "iter_1" / "model" / name).unlink()
+    with pytest.raises(ModelError, match=r"holds neither a LoRA adapter \(adapter_config.json\) nor a full model "
+                                         r"\(config.json\); its training is marked done in .*train_done.json: delete "
+                                         r"that file and rerun to train it again"):
+        load(ModelConfig(base_model=str(REPO / "models" / "geosynth-small")), folder / "iter_1" / "model")
