@@ -104,3 +104,22 @@ def test_loading_an_emptied_checkpoint_says_which_marker_to_delete(saved_run):
                                          r"\(config.json\); its training is marked done in .*train_done.json: delete "
                                          r"that file and rerun to train it again"):
         load(ModelConfig(base_model=str(REPO / "models" / "geosynth-small")), folder / "iter_1" / "model")
+
+
+def test_a_truncated_image_is_named_by_its_id_at_load(tmp_path):
+    """A cut-off PNG used to fail after the whole train split was sampled, as a PIL traceback naming no file."""
+    from data_gen.geoqa import DataError, load_split
+
+    folder = tmp_path / "geoqa"
+    shutil.copytree(SAMPLE, folder)
+    broken = folder / "images" / "train-7.png"
+    broken.write_bytes(broken.read_bytes()[:200])
+    (folder / "images" / "train-9.png").write_bytes(b"not a png")
+    with pytest.raises(DataError) as refused:
+        load_split(folder, "train")
+    message = str(refused.value)
+    assert message.startswith("train.jsonl: 2 image(s) cannot be read:\n  ")
+    assert "train.jsonl item 8 (id train-7): " in message and "train.jsonl item 10 (id train-9): " in message
+    assert str(broken) in message and "data.skip_bad=true" in message
+    kept = load_split(folder, "train", skip_bad=True)  # or leave them out, counted
+    assert len(kept) == 28 and {"train-7", "train-9"}.isdisjoint(p.id for p in kept)
