@@ -70,27 +70,27 @@ def iteration_metrics(iter_dir: Path, problems: list[Problem], split: str = "tes
     """Metrics of one iteration folder from the files of one split (test, or val: data.val_questions)
     that exist in it. The keys are the same for both splits (Test@1 is greedy accuracy on it).
     metrics: names of more metrics (METRICS) to compute beside R3V's."""
-    ids, metrics_names = [p.id for p in problems], list(metrics)
+    ids = [p.id for p in problems]
     golds = {p.id: gold_key(p) for p in problems}
-    metrics: dict = {f"num_{split}": len(problems)}
+    result: dict = {f"num_{split}": len(problems)}
     greedy = iter_dir / f"{split}_greedy.jsonl"
     if greedy.is_file():
-        metrics["Test@1"] = accuracy([r["correct"][0] for r in read_matched(greedy, ids)])
+        result["Test@1"] = accuracy([r["correct"][0] for r in read_matched(greedy, ids)])
     samples_path = iter_dir / f"{split}_samples.jsonl"
     samples = read_matched(samples_path, ids) if samples_path.is_file() else None
     if samples:
-        metrics.update(sample_metrics(samples, golds))
+        result.update(sample_metrics(samples, golds))
     select = iter_dir / f"{split}_select.jsonl"
     records = None
     if select.is_file() and samples:
         k = len(samples[0]["predictions"])
         records = read_matched(select, ids)
-        metrics[f"SS@{k}"] = accuracy([r["correct"][0] for r in records])
-        metrics["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
+        result[f"SS@{k}"] = accuracy([r["correct"][0] for r in records])
+        result["select_no_answer_rate"] = 100.0 * sum(r["answers"][0] is None for r in records) / len(records)
     if samples:
-        for name in metrics_names:
-            metrics.update(METRICS.get(name)(samples, records, problems))
-    return metrics
+        for name in metrics:
+            result.update(METRICS.get(name)(samples, records, problems))
+    return result
 
 
 def validation_metrics(iter_dir: Path, val: list[Problem], metrics: Sequence[str] = ()) -> dict:

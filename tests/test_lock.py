@@ -54,10 +54,10 @@ def test_two_copies_of_one_command_then_a_kill(tmp_path):
         assert second.returncode != 0 and "Traceback" not in second.stderr
         last = second.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: {tmp_path / 'twice'} is already in use") and f"pid {first.pid} on host" in last
+        assert json.loads(holder.read_text())["pid"] == first.pid  # the refused copy changed nothing, not even the holder
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert not list((tmp_path / "twice").glob("**/*.rank*.stats.json.tmp*"))
     taken = lock_folder(tmp_path / "twice")  # the kill left no lock: the folder is free, its holder named
     assert taken.took_over.startswith(f"pid {first.pid} on host")
     taken.release()
