@@ -27,24 +27,23 @@ from pathlib import Path
 
 import yaml
 
-
 from core import rundir
+from core.checks import Checks, InputError
 from core.config import (REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, check_values, config_changes, parse_args,
                          to_dict)
 from core.io import atomic_write_json, read_json, read_jsonl
-from core.log import get_logger
+from core.log import get_logger, held_for_file
 from core.nodes import node_setup
 from core.proc import CommandError
 from core.registry import load_plugins
-from data_gen.geoqa import DataError
 from data_gen.problem import Problem
-from data_gen.sources import check_data_named, load_problems
+from data_gen.sources import check_data_named, generated_in_run, load_problems
 from eval.evaluate import check_metrics, iteration_metrics, validation_metrics
 from eval.judge import golds, sample_and_judge
 from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
 from infer.generate import Request
-from infer.model import ModelError, check_model_dir
+from infer.model import check_model_dir
 from infer.sample import num_processes
 from mix.llamafactory import write_dataset
 from mix.reflection import build_mix, check_mix_config, warmup_items
@@ -287,14 +286,15 @@ def write_report(run: Run, all_metrics: list[dict]) -> str:
 # --------------------------------------------------------------------------- dry run
 
 
-def describe_data(cfg: RunConfig, run_dir: Path) -> str:
+def describe_data(cfg: RunConfig, run_dir: Path, data: Data | None) -> str:
     """What the run reads, without writing anything (GeoSynth is generated only by a real run)."""
-    if cfg.data.dataset == "geosynth" and not cfg.data.geoqa_dir and not (run_dir / "data" / "meta.json").is_file():
-        return (f"GeoSynth, generated into {run_dir / 'data'} by the first real run: {cfg.data.geosynth_train} train / "
-                f"{cfg.data.geosynth_test} test questions (seed {cfg.seed})")
-    splits = {split: load_problems(cfg.data, split, run_dir, cfg.seed) for split in ("train", "val", "test")}
+    if data is None:
+        if not (run_dir / "data" / "meta.json").is_file():
+            return (f"GeoSynth, generated into {run_dir / 'data'} by the first real run: {cfg.data.geosynth_train} "
+                    f"train / {cfg.data.geosynth_test} test questions (seed {cfg.seed})")
+        data = load_data(cfg, run_dir)
     where = cfg.data.geoqa_dir or run_dir / "data"
-    counts = " / ".join(f"{len(ps)} {split}" for split, ps in splits.items() if ps or split != "val")
+    counts = " / ".join(f"{len(ps)} {split}" for split, ps in zip(("train", "test", "val"), data) if ps or split != "val")
     return f"{cfg.data.dataset} in {where}: {counts} questions"
 
 
@@ -310,8 +310,12 @@ def describe_devices(cfg: RunConfig) -> str:
             + (f" GPU(s) per node x {cfg.train.nnodes} node(s)" if (cfg.train.num_gpus or gpus) else ""))
 
 
-def plan(cfg: RunConfig) -> str:
-    """The resolved config and what a run of it would do, read from the run folder without changing it."""
+def plan(cfg: RunConfig, checks: Checks | None = None, data: Data | None = None) -> str:
+    """The resolved config and what a run of it would do, read from the run folder without changing it;
+    `checks` and `data` come from preflight (run here when not given): a run stops at the failures listed
+    under # checks."""
+    if checks is None:
+        checks, data = preflight(cfg)
     run_dir = Path(cfg.output_dir) / run_name(cfg)
     lines = ["# resolved config", yaml.safe_dump(to_dict(cfg), sort_keys=False, width=1 << 16).rstrip(), "", "# plan"]
     saved = run_dir / rundir.RUN_CONFIG_FILE
@@ -321,14 +325,11 @@ def plan(cfg: RunConfig) -> str:
                      "a run would refuse it, changed keys: " + "; ".join(changed) + ")"))
     else:
         lines.append(f"run folder: {run_dir} (new)")
-    for what, describe in (("model", lambda: f"{cfg.model.base_model} (found; not loaded)"),
-                           ("data", lambda: describe_data(cfg, run_dir)), ("devices", lambda: describe_devices(cfg))):
-        try:
-            if what == "model":
-                check_model_dir(cfg.model.base_model)
-            lines.append(f"{what}: {describe()}")
-        except (ConfigError, DataError, ModelError, FileNotFoundError) as e:
-            lines.append(f"{what}: a run would stop here: {e}")
+    if checks.ok("model"):
+        lines.append(f"model: {cfg.model.base_model} (found; not loaded)")
+    if checks.ok("data"):
+        lines.append(f"data: {describe_data(cfg, run_dir, data)}")
+    lines.append(f"devices: {describe_devices(cfg)}")
     run = Run(cfg, run_dir, [], [], [])
     all_steps = [*(warmup_steps(run) if cfg.warmup.enabled else [])]
     for k in range(cfg.total_iters + 1):
@@ -337,36 +338,64 @@ def plan(cfg: RunConfig) -> str:
     done = [s for s in all_steps if s.final.exists()]
     lines.append(f"steps: {len(all_steps) - len(done)} to run, {len(done)} done")
     lines += [f"  [{'done' if s.final.exists() else 'todo'}] {s.name:<22} {s.final.relative_to(run_dir)}" for s in all_steps]
+    lines += ["", "# checks", checks.report() or "every input passed (config values, plugins, model folder, data, images)"]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
 
 
-def main(cfg: RunConfig, restart: bool = False) -> list[dict]:
-    check_values(cfg)
-    check_model_dir(cfg.model.base_model)
-    load_plugins(cfg.plugins)  # before the checks: a plugin's variants are known only once imported
-    check_mix_config(cfg.mix)
-    check_metrics(cfg.metrics)
-    run_dir = Path(cfg.output_dir) / run_name(cfg)
-    # One run per folder. On several nodes all run this command on one shared folder: node 0 holds it.
-    nodes = node_setup(cfg.sample.num_machines)
-    lock = rundir.lock_folder(run_dir) if nodes is None or nodes.rank == 0 else None
-    try:
-        return run_all(cfg, restart, lock)
-    finally:
-        if lock is not None:
-            lock.release()
+Data = tuple[list[Problem], list[Problem], list[Problem]]  # train, test, val
 
 
-def run_all(cfg: RunConfig, restart: bool, lock: rundir.FolderLock | None) -> list[dict]:
+def load_data(cfg: RunConfig, run_dir: Path) -> Data:
+    return tuple(load_problems(cfg.data, split, run_dir, cfg.seed) for split in ("train", "test", "val"))
+
+
+def preflight(cfg: RunConfig, given: set[str] | None = None) -> tuple[Checks, Data | None]:
+    """Every check on the inputs, run before the run folder is taken: config values, plugins and the
+    variants they name, the model folder, and the data with every image opened (a data folder given;
+    GeoSynth is generated into the run folder, under its lock). `given`: the keys the command line set
+    (None from Python: the data need not be named). Returns the checks (their failures, if any) and the
+    data loaded."""
+    checks = Checks()
+    checks.run("config", check_values, cfg)
+    if given is not None:
+        checks.run("data", check_data_named, given, SEED_COMMAND)
+    checks.run("plugins", load_plugins, cfg.plugins)
+    if checks.ok("plugins"):  # a plugin's variants are known only once it is imported
+        checks.run("config", check_mix_config, cfg.mix)
+        checks.run("config", check_metrics, cfg.metrics)
+    checks.run("model", check_model_dir, cfg.model.base_model)
+    if not checks.ok("data") or generated_in_run(cfg.data):
+        return checks, None
+    run_dir = Path(cfg.output_dir) / run_name(cfg)  # not read: the data comes from data.geoqa_dir
+    train, test = (checks.run("data", load_problems, cfg.data, split, run_dir, cfg.seed) for split in ("train", "test"))
+    val = checks.run("data", load_problems, cfg.data, "val", run_dir, cfg.seed) if train is not None else None
+    return checks, (train, test, val) if checks.ok("data") else None
+
+
+def main(cfg: RunConfig, restart: bool = False, given: set[str] | None = None) -> list[dict]:
+    with held_for_file():  # what the checks log goes to run.log too, once the folder is taken
+        checks, data = preflight(cfg, given)
+        checks.raise_failures()
+        run_dir = Path(cfg.output_dir) / run_name(cfg)
+        # One run per folder. On several nodes all run this command on one shared folder: node 0 holds it.
+        nodes = node_setup(cfg.sample.num_machines)
+        lock = rundir.lock_folder(run_dir) if nodes is None or nodes.rank == 0 else None
+        try:
+            return run_all(cfg, restart, lock, data)
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def run_all(cfg: RunConfig, restart: bool, lock: rundir.FolderLock | None, data: Data | None) -> list[dict]:
     run_dir = open_run_dir(cfg, restart)
     if lock is not None and lock.took_over:
         log.info("took over the run folder's lock from %s: that process is no longer running", lock.took_over)
     log.info("config: %s", to_dict(cfg))
-    run = Run(cfg, run_dir, load_problems(cfg.data, "train", run_dir, cfg.seed),
-              load_problems(cfg.data, "test", run_dir, cfg.seed), load_problems(cfg.data, "val", run_dir, cfg.seed))
+    run = Run(cfg, run_dir, *(data or load_data(cfg, run_dir)))
     log.info("data: %d train / %d test problems%s", len(run.train), len(run.test),
              f" / {len(run.val)} validation problems (held out of train, with their repeats)" if run.val else "")
     for s in warmup_steps(run) if cfg.warmup.enabled else []:
@@ -402,19 +431,16 @@ def cli(argv: list[str] | None = None) -> None:
                       flags={"restart": "delete the run folder and start over",
                              "dry_run": "print the resolved config and the plan (steps to run and done, data, "
                                         "devices), then exit without loading the model"})
-    check_data_named(args.keys, SEED_COMMAND)
     if "dry_run" in args.flags:
-        check_values(args.config)
-        load_plugins(args.config.plugins)
-        check_mix_config(args.config.mix)
-        check_metrics(args.config.metrics)
-        print(plan(args.config))
+        checks, data = preflight(args.config, args.keys)
+        print(plan(args.config, checks, data))
+        checks.raise_failures()  # and exit as a run would
         return
-    main(args.config, restart="restart" in args.flags)
+    main(args.config, restart="restart" in args.flags, given=args.keys)
 
 
 if __name__ == "__main__":
     try:
         cli()
-    except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError, TimeoutError) as e:
+    except (InputError, FileNotFoundError, CommandError, TimeoutError) as e:
         sys.exit(f"error: {e}")

@@ -56,20 +56,22 @@ import os
 import statistics
 import sys
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from core import rundir
+from core.checks import Checks, InputError
 from core.config import (RESULT_NEUTRAL, ConfigError, ScalingConfig, check_values, config_changes, migrate_saved,
                          parse_args, to_dict)
 from core.io import atomic_write_json
-from core.log import get_logger
+from core.log import get_logger, held_for_file
 from core.nodes import node_setup
 from core.proc import CommandError
 from core.registry import load_plugins
-from data_gen.geoqa import DataError
-from data_gen.sources import check_data_named, load_problems
+from data_gen.problem import Problem
+from data_gen.sources import check_data_named, generated_in_run, load_problems
 from eval.evaluate import gold_key
 from eval.judge import golds, sample_and_judge
 from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
@@ -253,28 +255,60 @@ def scaling_table(samples: list[dict], greedy: list[dict], select: dict[tuple[in
     return rows
 
 
-def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> tuple[ScalingConfig, Path | None, list[str]]:
-    """(the config with the run's options filled in, the run folder or None, the keys taken from it);
-    refuses what cannot run. Writes nothing and loads no model."""
-    cfg = copy.deepcopy(cfg)  # inherited sections are filled in below; the caller's config stays as given
-    check_values(cfg)
+@dataclass
+class Resolved:
+    """A scaling config with the run's options filled in, checked: what a run needs before it starts."""
+    cfg: ScalingConfig
+    run_dir: Path | None  # the self-training run folder, if any
+    taken: list[str]  # the keys taken from its config.yaml
+    checks: Checks  # every input check, and what failed
+    test: list[Problem] | None  # the data, loaded with every image checked (None: GeoSynth not yet generated)
+    train: list[Problem] | None  # with train_select_mix only
+
+
+def check_select_num(cfg: ScalingConfig) -> None:
     if cfg.num_test_samples < cfg.max_select_num:
         raise ConfigError(f"num_test_samples={cfg.num_test_samples} < max_select_num={cfg.max_select_num}: "
                           f"N candidates need at least N samples; raise num_test_samples.")
-    run_dir = find_run_dir(cfg)
-    if run_dir is None:  # no run folder to take the data from
-        check_data_named(set(given), SEED_COMMAND)
-    taken = inherit_run_config(cfg, run_dir, given) if run_dir is not None else []
-    load_plugins(cfg.plugins)
-    check_model_dir(cfg.model.base_model)
+
+
+def check_ckpt(cfg: ScalingConfig) -> None:
     if cfg.ckpt_dir and not cfg.train_select_mix and not Path(cfg.ckpt_dir).expanduser().is_dir():
         raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "
                          f"outputs/<run>/iter_3/model) or a full model folder, or leave it empty for the base model.")
-    return cfg, run_dir, taken
 
 
-def plan(cfg: ScalingConfig, run_dir: Path | None, taken: list[str]) -> str:
-    """The resolved config and what a run of it would do, read from the folders without changing them."""
+def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> Resolved:
+    """Fill in the run's options and run every input check (config values, the run folder, plugins, the
+    model and checkpoint folders, the data with its images), failures kept together in `checks`. Writes
+    nothing and loads no model. `given`: the keys the command line or a --config file set."""
+    cfg = copy.deepcopy(cfg)  # inherited sections are filled in below; the caller's config stays as given
+    checks = Checks()
+    checks.run("config", check_values, cfg)
+    checks.run("config", check_select_num, cfg)
+    run_dir = checks.run("run", find_run_dir, cfg)
+    taken: list[str] = []
+    if run_dir is None and checks.ok("run"):  # no run folder to take the data from
+        checks.run("data", check_data_named, set(given), SEED_COMMAND)
+    elif run_dir is not None:
+        taken = checks.run("run", inherit_run_config, cfg, run_dir, given) or []
+    checks.run("plugins", load_plugins, cfg.plugins)
+    test = train = None
+    if checks.ok("run"):  # the model and the data may come from the run's config
+        checks.run("model", check_model_dir, cfg.model.base_model)
+        checks.run("model", check_ckpt, cfg)
+        data_root = run_dir or output_dir(cfg, run_dir)
+        if checks.ok("data") and (not generated_in_run(cfg.data) or (data_root / "data" / "meta.json").is_file()):
+            test = checks.run("data", load_problems, cfg.data, "test", data_root, cfg.seed)
+            if cfg.train_select_mix:
+                train = checks.run("data", load_problems, cfg.data, "train", data_root, cfg.seed)
+    return Resolved(cfg, run_dir, taken, checks, test, train)
+
+
+def plan(resolved: Resolved) -> str:
+    """The resolved config and what a run of it would do, read from the folders without changing them;
+    a run stops at the failures listed under # checks."""
+    cfg, run_dir, taken, checks = resolved.cfg, resolved.run_dir, resolved.taken, resolved.checks
     out = output_dir(cfg, run_dir)
     lines = ["# resolved config", yaml.safe_dump(effective_config(cfg), sort_keys=False, width=1 << 16).rstrip(), "", "# plan"]
     if run_dir is not None:
@@ -287,43 +321,51 @@ def plan(cfg: ScalingConfig, run_dir: Path | None, taken: list[str]) -> str:
                  "changed keys: " + "; ".join(changed) + ")" if changed else "exists; the config matches: a run resumes it)"))
     model = cfg.model.base_model + (" + the select-mix model trained first" if cfg.train_select_mix else
                                     f" + {cfg.ckpt_dir}" if cfg.ckpt_dir else "")
-    lines.append(f"model: {model} (found; not loaded)")
-    data_root = run_dir or out
-    if cfg.data.dataset == "geosynth" and not cfg.data.geoqa_dir and not (data_root / "data" / "meta.json").is_file():
-        lines.append(f"data: GeoSynth, generated into {data_root / 'data'} by a real run: {cfg.data.geosynth_test} test questions")
-    else:
-        lines.append(f"data: {len(load_problems(cfg.data, 'test', data_root, cfg.seed))} test questions")
+    if checks.ok("model") and checks.ok("run"):
+        lines.append(f"model: {model} (found; not loaded)")
+    if resolved.test is not None:
+        lines.append(f"data: {len(resolved.test)} test questions")
+    elif checks.ok("data") and checks.ok("run"):
+        lines.append(f"data: GeoSynth, generated into {(run_dir or out) / 'data'} by a real run: "
+                     f"{cfg.data.geosynth_test} test questions")
     nodes = node_setup(cfg.sample.num_machines)
     lines.append(f"devices: sampling on {num_processes(cfg.sample)} process(es) per node x {nodes.count if nodes else 1} node(s)")
-    files = ([out / "select_mix" / DONE_FILE] if cfg.train_select_mix else []) + [out / "test_samples.jsonl",
-                                                                                   out / "test_greedy.jsonl"]
-    for n in range(2, cfg.max_select_num + 1):
-        files += [out / f"select_n{n}_s{j}.jsonl"
-                  for j in range(len(draw_subsets(cfg.num_test_samples, n, cfg.num_subsets, cfg.seed + n)))]
-    done = [f for f in files if f.exists()]
-    lines.append(f"files: {len(files) - len(done)} to write, {len(done)} done (then scaling.json, .md, .png)")
-    lines += [f"  [{'done' if f.exists() else 'todo'}] {f.relative_to(out)}" for f in files]
+    if not checks.ok("config"):
+        lines.append("files: not listed until the config values pass (# checks)")
+    else:
+        files = ([out / "select_mix" / DONE_FILE] if cfg.train_select_mix else []) + [out / "test_samples.jsonl",
+                                                                                       out / "test_greedy.jsonl"]
+        for n in range(2, cfg.max_select_num + 1):
+            files += [out / f"select_n{n}_s{j}.jsonl"
+                      for j in range(len(draw_subsets(cfg.num_test_samples, n, cfg.num_subsets, cfg.seed + n)))]
+        done = [f for f in files if f.exists()]
+        lines.append(f"files: {len(files) - len(done)} to write, {len(done)} done (then scaling.json, .md, .png)")
+        lines += [f"  [{'done' if f.exists() else 'todo'}] {f.relative_to(out)}" for f in files]
+    lines += ["", "# checks", checks.report() or "every input passed (config values, run folder, plugins, model and "
+                                                 "checkpoint folders, data, images)"]
     return "\n".join(lines)
 
 
 def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
     """given: dotted keys set on the command line or in a --config file (kept even where the run's
     config.yaml differs)."""
-    cfg, run_dir, taken = resolve(cfg, given)
-    out = output_dir(cfg, run_dir)
-    # One run per output folder; on several nodes node 0 holds it (they share the folder).
-    nodes = node_setup(cfg.sample.num_machines)
-    lock = rundir.lock_folder(out) if nodes is None or nodes.rank == 0 else None
-    try:
-        return measure(cfg, run_dir, taken, out, lock)
-    finally:
-        if lock is not None:
-            lock.release()
+    with held_for_file():  # what the checks log goes to the output folder's log too
+        resolved = resolve(cfg, given)
+        resolved.checks.raise_failures()
+        out = output_dir(resolved.cfg, resolved.run_dir)
+        # One run per output folder; on several nodes node 0 holds it (they share the folder).
+        nodes = node_setup(resolved.cfg.sample.num_machines)
+        lock = rundir.lock_folder(out) if nodes is None or nodes.rank == 0 else None
+        try:
+            return measure(resolved, out, lock)
+        finally:
+            if lock is not None:
+                lock.release()
 
 
-def measure(cfg: ScalingConfig, run_dir: Path | None, taken: list[str], out: Path,
-            lock: rundir.FolderLock | None) -> list[dict]:
+def measure(resolved: Resolved, out: Path, lock: rundir.FolderLock | None) -> list[dict]:
     """SS@N, MV@N and pass@N into `out` (main's work, once the folder is held)."""
+    cfg, run_dir, taken = resolved.cfg, resolved.run_dir, resolved.taken
     if taken:
         log.info("from %s (left at their defaults here): %s", run_dir / rundir.RUN_CONFIG_FILE, ", ".join(taken))
     open_output(cfg, out)
@@ -331,10 +373,10 @@ def measure(cfg: ScalingConfig, run_dir: Path | None, taken: list[str], out: Pat
         log.info("took over the output folder's lock from %s: that process is no longer running", lock.took_over)
     log.info("config: %s", to_dict(cfg))
     data_root = run_dir or out
-    test = load_problems(cfg.data, "test", data_root, cfg.seed)
+    test = resolved.test or load_problems(cfg.data, "test", data_root, cfg.seed)
     ckpt = str(Path(cfg.ckpt_dir).expanduser().resolve()) if cfg.ckpt_dir else None
     if cfg.train_select_mix:
-        ckpt = train_select_model(cfg, out, run_dir, load_problems(cfg.data, "train", data_root, cfg.seed))
+        ckpt = train_select_model(cfg, out, run_dir, resolved.train or load_problems(cfg.data, "train", data_root, cfg.seed))
     log.info("model: %s%s; %d test questions, M=%d samples each", cfg.model.base_model,
              f" + {ckpt}" if ckpt else "", len(test), cfg.num_test_samples)
 
@@ -382,8 +424,10 @@ if __name__ == "__main__":
                           flags={"dry_run": "print the resolved config and the plan (files to write and done), "
                                             "then exit without loading a model"})
         if "dry_run" in args.flags:
-            print(plan(*resolve(args.config, args.keys)))
+            resolved = resolve(args.config, args.keys)
+            print(plan(resolved))
+            resolved.checks.raise_failures()  # and exit as a run would
         else:
             main(args.config, args.keys)
-    except (ConfigError, DataError, ModelError, FileNotFoundError, CommandError, TimeoutError) as e:
+    except (InputError, FileNotFoundError, CommandError, TimeoutError) as e:
         sys.exit(f"error: {e}")

@@ -23,12 +23,14 @@ from typing import Any
 
 import yaml
 
+from core.checks import InputError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The small GeoSynth model that ships with the project (issue 6); the default of `python run.py`.
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "geosynth-small"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value or key that cannot be used; the message says how to fix it."""
 
 

@@ -5,10 +5,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LOGGER_NAME = "r3v"
 _file_handler: logging.FileHandler | None = None
+_held: list[logging.Handler] = []  # at most one: keeps records until a log file opens (held_for_file)
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def rank() -> int:
@@ -53,6 +65,30 @@ def add_file_log(path: str | Path) -> None:
     _file_handler = logging.FileHandler(path)
     _file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(_file_handler)
+    for keep in _held:  # what was logged before the file opened goes first
+        root.removeHandler(keep)
+        for record in keep.records:
+            _file_handler.handle(record)
+    _held.clear()
+
+
+@contextmanager
+def held_for_file() -> Iterator[None]:
+    """Keep what is logged inside until add_file_log opens a log file, and write it there first: a run
+    checks its inputs and loads its data before it takes its folder, and run.log still tells all of it.
+    Records still print as usual; what is kept is dropped if no file opens before the block ends."""
+    root = logging.getLogger(LOGGER_NAME)
+    get_logger()  # the console handler first
+    keep = _Keep()
+    keep.setLevel(root.level)
+    _held.append(keep)
+    root.addHandler(keep)
+    try:
+        yield
+    finally:
+        root.removeHandler(keep)
+        if keep in _held:
+            _held.remove(keep)
 
 
 def log_counts(logger: logging.Logger, what: str, counts: dict[str, int]) -> None:

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
+from core.checks import InputError
 from core.log import get_logger, log_counts
 from data_gen.problem import LETTERS, Problem
 
@@ -33,7 +34,7 @@ log = get_logger("data")
 SPLIT_FILES = ("{split}.jsonl", "{split}.json")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """An input item or file that cannot be used; the message names the place and the fix.
 
     reason: a short label used for the skip counts ("missing image", "duplicate id", ...).

@@ -17,11 +17,16 @@ from data_gen.problem import Problem
 SOURCES = ("geoqa", "geosynth", "generic")
 
 
+def generated_in_run(cfg: DataConfig) -> bool:
+    """Whether the data is GeoSynth generated into the run folder (else it is read from data.geoqa_dir)."""
+    return cfg.dataset == "geosynth" and not cfg.geoqa_dir
+
+
 def data_folder(cfg: DataConfig, run_dir: Path, seed: int) -> Path:
     """The folder a split is read from; GeoSynth is generated there first if missing."""
     if cfg.dataset not in SOURCES:
         raise DataError(f"data.dataset={cfg.dataset!r} is unknown; use one of {', '.join(SOURCES)}.")
-    if cfg.dataset == "geosynth" and not cfg.geoqa_dir:
+    if generated_in_run(cfg):
         from data_gen import geosynth
 
         out = run_dir / "data"

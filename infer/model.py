@@ -18,13 +18,14 @@ from typing import Any
 
 import torch
 
+from core.checks import InputError
 from core.config import ModelConfig
 from core.log import get_logger
 
 log = get_logger("infer")
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model path that cannot be loaded; the message says what was expected."""
 
 

@@ -69,7 +69,10 @@ def test_cli_errors_are_one_line_with_the_fix(tmp_path):
     proc = run_cli([str(REPO / "run.py"), "--base_model", str(tmp_path / "missing"), "--geoqa_dir", str(tmp_path)],
                    cwd=tmp_path)
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: model.base_model=")
+    report = proc.stderr[proc.stderr.index("error: "):].splitlines()  # the model and both splits fail: one report
+    assert report[0] == "error: 3 problems with the inputs; nothing was started (fix each):"
+    assert report[1].startswith("  [model] model.base_model=") and report[2].startswith(f"  [data] {tmp_path}: no train")
+    assert report[3].startswith(f"  [data] {tmp_path}: no test")
     assert "Traceback" not in proc.stderr
     proc = run_cli([str(REPO / "run.py"), "sample.temprature=1"], cwd=tmp_path)
     assert "unknown key 'sample.temprature'" in proc.stderr and "Traceback" not in proc.stderr
@@ -80,6 +83,6 @@ def test_a_forgotten_geoqa_dir_is_an_error_not_a_geosynth_run(tmp_path, script):
     """The seed's command without --geoqa_dir would quietly use the embedded GeoSynth data."""
     proc = run_cli([str(REPO / script), "--base_model", str(tmp_path / "model")], cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --base_model is given but not --geoqa_dir") and f"python {script} --base_model" in last
+    named = next(line for line in proc.stderr.splitlines() if "--base_model is given" in line)
+    assert named.startswith("  [data] --base_model is given but not --geoqa_dir") and f"python {script} --base_model" in named
     assert not (tmp_path / "outputs").exists()  # nothing was started

@@ -30,6 +30,34 @@ def model_folder(tmp_path: Path, model_type: str = "qwen2_vl", weights: bool = T
     return folder
 
 
+def broken_images(tmp_path: Path) -> Path:
+    """The GeoQA sample with one train and one test image cut short."""
+    folder = tmp_path / "geoqa-broken"
+    shutil.copytree(SAMPLE, folder)
+    for name in ("train-7.png", "test-2.png"):
+        (folder / "images" / name).write_bytes((folder / "images" / name).read_bytes()[:200])
+    return folder
+
+
+EVERY_KIND = ["--base_model", "{model}", "--geoqa_dir", "{data}", "sample.num_samples=0", "mix.select_target=nonesuch"]
+
+
+def every_kind(tmp_path: Path) -> list[str]:
+    """Bad values, an unknown variant, a model without weights and broken images in train and test."""
+    fill = {"model": str(model_folder(tmp_path, weights=False)), "data": str(broken_images(tmp_path))}
+    return [a.format(**fill) for a in EVERY_KIND]
+
+
+EVERY_KIND_REPORT = [
+    "5 problems with the inputs; nothing was started (fix each):",
+    "[config] config values no run can use (fix each):\n      sample.num_samples=0: use 1 or more",
+    "[config] mix.select_target='nonesuch' is not registered",
+    "[model] model.base_model=", "has config.json but no weights",
+    "[data] train.jsonl: 1 image(s) cannot be read:\n      ", "geoqa-broken/train.jsonl item 8 (id train-7): ",
+    "[data] test.jsonl: 1 image(s) cannot be read:\n      ", "geoqa-broken/test.jsonl item 3 (id test-2): ",
+    "pass data.skip_bad=true to leave those items out",
+]
+
 CLI_CASES = [
     ("counts and ranges, all at once", lambda t: ["sample.num_samples=0", "total_iters=-1", "sample.top_p=1.5"],
      ["config values no run can use (fix each):", "sample.num_samples=0: use 1 or more",
@@ -43,6 +71,7 @@ CLI_CASES = [
     ("an adapter given as the base model",
      lambda t: ["--base_model", str(SAVED / "r41" / "iter_1" / "model"), "--geoqa_dir", str(SAMPLE)],
      ["is a LoRA adapter, not a model: give the base model here"]),
+    ("failures of every kind, reported together", every_kind, EVERY_KIND_REPORT),
 ]
 
 
@@ -123,3 +152,49 @@ def test_a_truncated_image_is_named_by_its_id_at_load(tmp_path):
     assert str(broken) in message and "data.skip_bad=true" in message
     kept = load_split(folder, "train", skip_bad=True)  # or leave them out, counted
     assert len(kept) == 28 and {"train-7", "train-9"}.isdisjoint(p.id for p in kept)
+
+
+def test_a_dry_run_shows_the_same_report_and_exits_as_a_run_would(tmp_path):
+    argv = every_kind(tmp_path)
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), *argv, "--dry_run"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    checks = proc.stdout.split("# checks\n", 1)[1]
+    for text in EVERY_KIND_REPORT:
+        assert text in checks and text in proc.stderr
+    assert "\nmodel: " not in proc.stdout and "\ndata: " not in proc.stdout  # no line says they were found
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_what_is_logged_before_the_run_folder_is_taken_reaches_its_log(tmp_path):
+    """Checks and data loading log before run.log exists: the lines are kept and written there first."""
+    from core.log import add_file_log, get_logger, held_for_file
+
+    log = get_logger("test")
+    with held_for_file():
+        log.info("before the folder")
+        add_file_log(tmp_path / "a" / "run.log")
+        log.info("after")
+    with held_for_file():  # a block that opens no file keeps nothing for the next one
+        log.info("dropped")
+    with held_for_file():
+        add_file_log(tmp_path / "b" / "run.log")
+    assert (tmp_path / "a" / "run.log").read_text().count("before the folder\n") == 1
+    assert "after" in (tmp_path / "a" / "run.log").read_text()
+    assert "dropped" not in (tmp_path / "b" / "run.log").read_text()
+
+
+def test_the_scaling_script_reports_every_kind_together_too(tmp_path):
+    argv = [*every_kind(tmp_path)[:4], "num_test_samples=2", "max_select_num=3", "ckpt_dir=" + str(tmp_path / "none")]
+    for dry in ([], ["--dry_run"]):
+        proc = subprocess.run([sys.executable, str(REPO / "self_select_scaling.py"), *argv, *dry], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        for text in ["4 problems with the inputs; nothing was started (fix each):",
+                     "[config] num_test_samples=2 < max_select_num=3: N candidates need at least N samples",
+                     "[model] model.base_model=", "has config.json but no weights",
+                     f"[model] ckpt_dir='{tmp_path / 'none'}': no such folder",
+                     "[data] test.jsonl: 1 image(s) cannot be read:\n      ", "geoqa-broken/test.jsonl item 3 (id test-2): "]:
+            assert text in proc.stderr
+        assert ("# checks\n" in proc.stdout) == bool(dry)
+        assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("**/scaling*"))

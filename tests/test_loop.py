@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 import run
+from core.checks import InputError
 from core.config import ConfigError, RunConfig, parse_args
 from core.io import read_json, read_jsonl
 from core.proc import CommandError
@@ -184,7 +185,7 @@ def test_empty_train_set(tiny_model_dir, tmp_path):
     (data / "images").mkdir(parents=True)
     (data / "train.jsonl").write_text("")
     (data / "test.jsonl").write_text("")
-    with pytest.raises(DataError, match=r"train.jsonl: the file is empty"):
+    with pytest.raises(InputError, match=r"train.jsonl: the file is empty"):  # and test.jsonl, in one report
         run.main(config(["--base_model", str(tiny_model_dir), "--geoqa_dir", str(data), f"output_dir={tmp_path}"]))
 
 
@@ -193,7 +194,7 @@ def test_geoqa_folder_with_missing_image(tiny_model_dir, tmp_path):
     (data / "images").mkdir(parents=True)
     item = {"id": "train-0", "question": "q ()", "choices": ["1", "2", "3", "4"], "answer": 1}
     (data / "train.jsonl").write_text(json.dumps([item]))
-    with pytest.raises(DataError, match=r"item 1 \(id train-0\): image for id 'train-0' not found"):
+    with pytest.raises(InputError, match=r"item 1 \(id train-0\): image for id 'train-0' not found"):
         run.main(config(["--base_model", str(tiny_model_dir), "--geoqa_dir", str(data), f"output_dir={tmp_path}"]))
 
 
