@@ -124,3 +124,26 @@ def warm_sampled_run_dir(warm_tiny_model_dir, tmp_path_factory) -> Path:
             "sample.max_new_tokens=64", "sample.batch_size=8"]
     run.main(parse_args(RunConfig, argv).config)
     return out / "run0"
+
+
+REPO = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def saved_run(tmp_path) -> tuple[Path, list[str]]:
+    """The killed run of tests/data/run_41b6ae0 (made by the code of 41b6ae0; its last two steps are left),
+    moved to tmp_path/r41, and the command that resumes it."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "r41"
+    shutil.copytree(REPO / "tests" / "data" / "run_41b6ae0" / "r41", folder)
+    tree = yaml.safe_load((folder / "config.yaml").read_text())
+    tree["model"]["base_model"], tree["output_dir"] = str(REPO / "models" / "geosynth-small"), str(tmp_path)
+    (folder / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    argv = ["--config", str(REPO / "configs" / "geosynth_small.yaml"), "--base_model", str(REPO / "models" / "geosynth-small"),
+            f"output_dir={tmp_path}", "run_name=r41", "total_iters=1", "data.geosynth_train=16", "data.geosynth_test=8",
+            "sample.max_new_tokens=48", "sample.batch_size=8", "train.max_steps=2", "train.per_device_batch_size=4",
+            "train.global_batch_size=4", "train.lora_rank=4", "train.lora_alpha=8"]
+    return folder, argv

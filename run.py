@@ -28,13 +28,13 @@ from pathlib import Path
 import yaml
 
 from core import rundir
-from core.checks import Checks, InputError
+from core.checks import Checks
+from core.cli import doing, run_command, working_in
 from core.config import (REPO_ROOT, RESULT_NEUTRAL, ConfigError, RunConfig, check_values, config_changes, parse_args,
                          to_dict)
-from core.io import atomic_write_json, read_json, read_jsonl
+from core.io import FileError, atomic_write_json, read_json, read_jsonl
 from core.log import get_logger, held_for_file
 from core.nodes import node_setup
-from core.proc import CommandError
 from core.registry import load_plugins
 from data_gen.problem import Problem
 from data_gen.sources import check_data_named, generated_in_run, load_problems
@@ -106,18 +106,29 @@ def step(run: Run, name: str, final: Path, fn, missing=None) -> None:
         return
     log.info("*** %s ***", name)
     start = time.time()
-    fn()
+    with doing(f"step {name}"):
+        fn()
     if not final.exists():
         raise RuntimeError(f"step {name} finished without writing {final}")
-    state_path = run.dir / "state.json"
-    state = read_json(state_path) if state_path.is_file() else {"steps": {}}
+    state = read_state(run)
     state["steps"][name] = {"seconds": round(time.time() - start, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_json(state_path, state)
+    atomic_write_json(run.dir / STATE_FILE, state)
+
+
+STATE_FILE = "state.json"  # the finished steps' durations (each step is marked done by its own files)
+
+
+def read_state(run: Run) -> dict:
+    path = run.dir / STATE_FILE
+    fix = "delete it: it holds only the steps' durations, and the finished steps are kept by their own files"
+    state = read_json(path, fix) if path.is_file() else {"steps": {}}
+    if not isinstance(state, dict) or not isinstance(state.get("steps"), dict):
+        raise FileError(f"{path}: expected {{\"steps\": {{...}}}}; {fix}.")
+    return state
 
 
 def stage_seconds(run: Run, k: int) -> dict[str, float]:
-    state_path = run.dir / "state.json"
-    steps = read_json(state_path)["steps"] if state_path.is_file() else {}
+    steps = read_state(run)["steps"]
     prefix = f"iter{k}/"
     return {name[len(prefix):]: v["seconds"] for name, v in steps.items() if name.startswith(prefix)}
 
@@ -367,6 +378,7 @@ def preflight(cfg: RunConfig, given: set[str] | None = None) -> tuple[Checks, Da
         checks.run("config", check_mix_config, cfg.mix)
         checks.run("config", check_metrics, cfg.metrics)
     checks.run("model", check_model_dir, cfg.model.base_model)
+    checks.run("output", rundir.check_writable, Path(cfg.output_dir) / run_name(cfg), "output_dir")
     if not checks.ok("data") or generated_in_run(cfg.data):
         return checks, None
     run_dir = Path(cfg.output_dir) / run_name(cfg)  # not read: the data comes from data.geoqa_dir
@@ -380,6 +392,7 @@ def main(cfg: RunConfig, restart: bool = False, given: set[str] | None = None) -
         checks, data = preflight(cfg, given)
         checks.raise_failures()
         run_dir = Path(cfg.output_dir) / run_name(cfg)
+        working_in(run_dir)
         # One run per folder. On several nodes all run this command on one shared folder: node 0 holds it.
         nodes = node_setup(cfg.sample.num_machines)
         lock = rundir.lock_folder(run_dir) if nodes is None or nodes.rank == 0 else None
@@ -396,6 +409,7 @@ def run_all(cfg: RunConfig, restart: bool, lock: rundir.FolderLock | None, data:
         log.info("took over the run folder's lock from %s: that process is no longer running", lock.took_over)
     log.info("config: %s", to_dict(cfg))
     run = Run(cfg, run_dir, *(data or load_data(cfg, run_dir)))
+    read_state(run)  # a damaged state.json is refused now, not after the next step
     log.info("data: %d train / %d test problems%s", len(run.train), len(run.test),
              f" / {len(run.val)} validation problems (held out of train, with their repeats)" if run.val else "")
     for s in warmup_steps(run) if cfg.warmup.enabled else []:
@@ -440,7 +454,4 @@ def cli(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        cli()
-    except (InputError, FileNotFoundError, CommandError, TimeoutError) as e:
-        sys.exit(f"error: {e}")
+    run_command(cli, kept="every finished step, and the sampled batches or training checkpoints of the step in progress")

@@ -54,7 +54,6 @@ import copy
 import dataclasses
 import os
 import statistics
-import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +61,13 @@ from pathlib import Path
 import yaml
 
 from core import rundir
-from core.checks import Checks, InputError
-from core.config import (RESULT_NEUTRAL, ConfigError, ScalingConfig, check_values, config_changes, migrate_saved,
-                         parse_args, to_dict)
+from core.checks import Checks
+from core.cli import doing, run_command, working_in
+from core.config import (RESULT_NEUTRAL, SAVED_CONFIG_FIX, ConfigError, ScalingConfig, check_values, config_changes,
+                         load_yaml, migrate_saved, parse_args, to_dict)
 from core.io import atomic_write_json
 from core.log import get_logger, held_for_file
 from core.nodes import node_setup
-from core.proc import CommandError
 from core.registry import load_plugins
 from data_gen.problem import Problem
 from data_gen.sources import check_data_named, generated_in_run, load_problems
@@ -77,7 +76,7 @@ from eval.judge import golds, sample_and_judge
 from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
 from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
-from infer.model import ModelError, check_model_dir
+from infer.model import ModelError, check_checkpoint, check_model_dir
 from infer.sample import num_processes
 from mix.llamafactory import write_dataset
 from mix.reflection import build_mix
@@ -158,7 +157,7 @@ def inherit_run_config(cfg: ScalingConfig, run_dir: Path, given: Collection[str]
     saved = run_dir / rundir.RUN_CONFIG_FILE
     if not saved.is_file():
         return []
-    tree, _ = migrate_saved(yaml.safe_load(saved.read_text()) or {})  # in today's keys
+    tree, _ = migrate_saved(load_yaml(saved, SAVED_CONFIG_FIX))  # in today's keys
     taken = []
     for section in INHERITED_SECTIONS:
         current, theirs = getattr(cfg, section), tree.get(section)
@@ -273,9 +272,12 @@ def check_select_num(cfg: ScalingConfig) -> None:
 
 
 def check_ckpt(cfg: ScalingConfig) -> None:
-    if cfg.ckpt_dir and not cfg.train_select_mix and not Path(cfg.ckpt_dir).expanduser().is_dir():
+    if not cfg.ckpt_dir or cfg.train_select_mix:
+        return
+    if not Path(cfg.ckpt_dir).expanduser().is_dir():
         raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "
                          f"outputs/<run>/iter_3/model) or a full model folder, or leave it empty for the base model.")
+    check_checkpoint(cfg.ckpt_dir, "ckpt_dir")
 
 
 def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> Resolved:
@@ -297,6 +299,7 @@ def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> Resolved:
     if checks.ok("run"):  # the model and the data may come from the run's config
         checks.run("model", check_model_dir, cfg.model.base_model)
         checks.run("model", check_ckpt, cfg)
+        checks.run("output", rundir.check_writable, output_dir(cfg, run_dir), "out")
         data_root = run_dir or output_dir(cfg, run_dir)
         if checks.ok("data") and (not generated_in_run(cfg.data) or (data_root / "data" / "meta.json").is_file()):
             test = checks.run("data", load_problems, cfg.data, "test", data_root, cfg.seed)
@@ -353,6 +356,7 @@ def main(cfg: ScalingConfig, given: Collection[str] = ()) -> list[dict]:
         resolved = resolve(cfg, given)
         resolved.checks.raise_failures()
         out = output_dir(resolved.cfg, resolved.run_dir)
+        working_in(out)
         # One run per output folder; on several nodes node 0 holds it (they share the folder).
         nodes = node_setup(resolved.cfg.sample.num_machines)
         lock = rundir.lock_folder(out) if nodes is None or nodes.rank == 0 else None
@@ -376,15 +380,17 @@ def measure(resolved: Resolved, out: Path, lock: rundir.FolderLock | None) -> li
     test = resolved.test or load_problems(cfg.data, "test", data_root, cfg.seed)
     ckpt = str(Path(cfg.ckpt_dir).expanduser().resolve()) if cfg.ckpt_dir else None
     if cfg.train_select_mix:
-        ckpt = train_select_model(cfg, out, run_dir, resolved.train or load_problems(cfg.data, "train", data_root, cfg.seed))
+        with doing("training the select-mix model"):
+            ckpt = train_select_model(cfg, out, run_dir, resolved.train or load_problems(cfg.data, "train", data_root, cfg.seed))
     log.info("model: %s%s; %d test questions, M=%d samples each", cfg.model.base_model,
              f" + {ckpt}" if ckpt else "", len(test), cfg.num_test_samples)
 
     gold = golds(test)
 
     def run(items, name, **kw):
-        return sample_and_judge(items, gold, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample,
-                                checkpoint=ckpt, rel_tol=cfg.data.rel_tol, **kw)
+        with doing(f"sampling {name}"):
+            return sample_and_judge(items, gold, out / name, model_cfg=cfg.model, sample_cfg=cfg.sample,
+                                    checkpoint=ckpt, rel_tol=cfg.data.rel_tol, **kw)
 
     ids = [p.id for p in test]
     samples = rundir.in_order(run(cot_items(test, cfg.prompt, cfg.seed, "scaling/test"), "test_samples.jsonl",
@@ -418,16 +424,17 @@ def measure(resolved: Resolved, out: Path, lock: rundir.FolderLock | None) -> li
     return rows
 
 
+def cli() -> None:
+    args = parse_args(ScalingConfig, prog="self_select_scaling.py", doc=__doc__,
+                      flags={"dry_run": "print the resolved config and the plan (files to write and done), "
+                                        "then exit without loading a model"})
+    if "dry_run" in args.flags:
+        resolved = resolve(args.config, args.keys)
+        print(plan(resolved))
+        resolved.checks.raise_failures()  # and exit as a run would
+    else:
+        main(args.config, args.keys)
+
+
 if __name__ == "__main__":
-    try:
-        args = parse_args(ScalingConfig, prog="self_select_scaling.py", doc=__doc__,
-                          flags={"dry_run": "print the resolved config and the plan (files to write and done), "
-                                            "then exit without loading a model"})
-        if "dry_run" in args.flags:
-            resolved = resolve(args.config, args.keys)
-            print(plan(resolved))
-            resolved.checks.raise_failures()  # and exit as a run would
-        else:
-            main(args.config, args.keys)
-    except (InputError, FileNotFoundError, CommandError, TimeoutError) as e:
-        sys.exit(f"error: {e}")
+    run_command(cli, kept="every finished file, and the batches already sampled of the file in progress")

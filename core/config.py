@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from core.checks import InputError
+from core.io import FileError, read_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The small GeoSynth model that ships with the project (issue 6); the default of `python run.py`.
@@ -505,6 +506,25 @@ def _migrate_retired(tree: dict) -> tuple[dict, list[str]]:
     return _unflatten(flat), notes
 
 
+SAVED_CONFIG_FIX = ("it is the folder's saved config: restore it from a copy, or start the folder over "
+                    "(run.py --restart, or another run_name= / out=)")
+
+
+def load_yaml(path: Path, fix: str = "fix the file") -> dict:
+    """A YAML mapping from a file, or a ConfigError that names the file, the place and `fix`."""
+    try:
+        tree = yaml.safe_load(read_text(path, fix)) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: {where}not valid YAML ({getattr(e, 'problem', None) or e}); {fix}.") from None
+    except FileError as e:
+        raise ConfigError(str(e)) from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys; {fix}.")
+    return tree
+
+
 def apply_yaml(cfg: Any, path: str | Path, *, saved: bool = False) -> set[str]:
     """Apply a YAML file (same nesting as the dataclasses) onto cfg; returns the dotted keys it set.
     saved: the file is a run folder's own config.yaml, whose retired keys are read in today's spelling."""
@@ -512,12 +532,7 @@ def apply_yaml(cfg: Any, path: str | Path, *, saved: bool = False) -> set[str]:
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file; give the path of a YAML config "
                           f"(examples in {REPO_ROOT / 'configs'}).")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of config keys.")
+    tree = load_yaml(path, SAVED_CONFIG_FIX if saved else "fix the file")
     if saved:
         tree, _ = migrate_saved(tree)
     valid = field_help(type(cfg))
@@ -651,7 +666,7 @@ def config_changes(saved: Path, new: dict, allowed: tuple[str, ...],
                    defaults: dict | None = None) -> tuple[list[str], list[str]]:
     """What a reuse of a folder whose config is `saved` would be refused for: (the changed keys other than
     `allowed`, empty when it may be reused; notes on its retired keys and former defaults). Reads only."""
-    old, notes = migrate_saved(yaml.safe_load(saved.read_text()) or {})
+    old, notes = migrate_saved(load_yaml(saved, SAVED_CONFIG_FIX))
     if defaults:
         old = _with_defaults(old, defaults)
     changed = [c for c in diff_configs(old, new) if c.split(":")[0] not in allowed]

@@ -12,6 +12,29 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from core.checks import InputError
+
+
+class FileError(InputError):
+    """A file that cannot be read as it should be; the message names the file, its line and the fix."""
+
+
+def decode_text(data: bytes, path: str | Path, fix: str = "save it as UTF-8") -> str:
+    """UTF-8 text (a byte-order mark is dropped), or a FileError naming the file, line and byte."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096]:
+        raise FileError(f"{path}: UTF-16 text or binary data (it has NUL bytes), not UTF-8 text (UTF-16 converts "
+                        f"with iconv -f UTF-16 -t UTF-8 IN > OUT); {fix}.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise FileError(f"{path}: line {line}: byte {e.start} is not UTF-8 text ({e.reason}); {fix}.") from None
+
+
+def read_text(path: str | Path, fix: str = "save it as UTF-8") -> str:
+    """A text file as UTF-8 (a byte-order mark is dropped); other encodings are refused with `fix`."""
+    return decode_text(Path(path).read_bytes(), path, fix)
+
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
@@ -38,12 +61,12 @@ def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, fix: str = "fix the file, or delete it to redo the step that wrote it") -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path, fix))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg}).") from None
+        raise FileError(f"{path}: line {e.lineno}: not valid JSON ({e.msg}); {fix}.") from None
 
 
 def iter_jsonl(path: str | Path, *, allow_partial_last_line: bool = False) -> Iterator[tuple[int, dict]]:
@@ -53,20 +76,26 @@ def iter_jsonl(path: str | Path, *, allow_partial_last_line: bool = False) -> It
     readers pass True to drop it (it is redone) instead of failing.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        lines = f.readlines()
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    lines = path.read_bytes().splitlines(keepends=True)
+    fix = "fix or remove that line, or delete the file to redo the step that wrote it"
+    for lineno, raw in enumerate(lines, 1):
+        torn = allow_partial_last_line and lineno == len(lines) and not raw.endswith(b"\n")
         try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            if not line.strip():
+                continue
             record = json.loads(line)
-        except json.JSONDecodeError as e:
-            if allow_partial_last_line and lineno == len(lines) and not line.endswith("\n"):
+        except UnicodeDecodeError as e:
+            if torn:  # a writer killed inside a multi-byte character
                 return
-            raise ValueError(f"{path}: line {lineno}: not valid JSON ({e.msg}); fix or remove "
-                             f"that line.") from None
+            raise FileError(f"{path}: line {lineno}: byte {e.start} of the line is not UTF-8 text ({e.reason}); "
+                            f"{fix}.") from None
+        except json.JSONDecodeError as e:
+            if torn:
+                return
+            raise FileError(f"{path}: line {lineno}: not valid JSON ({e.msg}); {fix}.") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}.")
+            raise FileError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}; {fix}.")
         yield lineno, record
 
 

@@ -94,3 +94,14 @@ def held_for_file() -> Iterator[None]:
 def log_counts(logger: logging.Logger, what: str, counts: dict[str, int]) -> None:
     """One line of counts by reason: 'mix: kept 812 / wrong answer 301 / no answer 47'."""
     logger.info("%s: %s", what, " / ".join(f"{k} {v}" for k, v in counts.items()) or "nothing")
+
+
+def traceback_to_file(error: BaseException) -> Path | None:
+    """Write an exception's traceback to the run's log file only (the console gets one line); the file's
+    path, or None when no log file is open."""
+    if _file_handler is None:
+        return None
+    _file_handler.handle(logging.LogRecord(LOGGER_NAME, logging.ERROR, __file__, 0, "unexpected failure:", None,
+                                           (type(error), error, error.__traceback__)))
+    _file_handler.flush()
+    return Path(_file_handler.baseFilename)

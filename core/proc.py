@@ -43,19 +43,46 @@ def _die_with_parent() -> None:
         pass
 
 
+def stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """SIGTERM to the child's process group, then SIGKILL after grace_s (training saves nothing on the way
+    out: LLaMA-Factory resumes from its last checkpoint)."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # what the child started and left behind
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_logged(cmd: list[str], log_path: Path, env: dict | None = None) -> None:
     """Run a subprocess with its output teed to a log file; on failure raise with the log's tail."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("running: %s  (log: %s)", " ".join(cmd), log_path)
     with log_path.open("a", encoding="utf-8") as logf:
+        # Its own process group: an interrupted run stops the child and the processes it started
+        # (accelerate's workers), not only the child.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env if env is not None else dict(os.environ), bufsize=1,
+                                env=env if env is not None else dict(os.environ), bufsize=1, start_new_session=True,
                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            logf.write(line)
-            sys.stderr.write(line)
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                logf.write(line)
+                sys.stderr.write(line)
+            code = proc.wait()
+        except BaseException:  # Ctrl-C, SIGTERM (core.cli), or a failure here: the child must not run on
+            stop_group(proc)
+            raise
     if code != 0:
         tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-30:])
         raise CommandError(f"command failed with exit code {code}: {' '.join(cmd)}\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from core.config import ConfigError, save_or_check
-from core.io import atomic_write_json, read_json, read_jsonl
+from core.io import FileError, atomic_write_json, read_json, read_jsonl
 from core.log import add_file_log, get_logger
 
 log = get_logger("rundir")
@@ -122,6 +122,26 @@ class FolderLock:
         self.lock.release()
 
 
+def check_writable(folder: Path, key: str) -> None:
+    """Refuse a results folder that cannot be made or written (a file in its path, a read-only file system,
+    no permission), before anything is written. `key`: the option that names it (output_dir, out)."""
+    folder = Path(folder).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    fix = f"pass {key}= a folder you can write to"
+    if not existing.is_dir():
+        raise FileError(f"{key}: {existing} is a file, not a folder, so {folder} cannot be made; {fix}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "a read-only file system" if _read_only_fs(existing) else "no write permission"
+        raise FileError(f"{key}: cannot write in {existing} ({why}), so {folder} cannot be made; {fix}.")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def lock_folder(folder: Path) -> FolderLock:
     """Hold the folder for this process, or refuse at once when another process holds it.
 
@@ -129,7 +149,10 @@ def lock_folder(folder: Path) -> FolderLock:
     the holder file it leaves says whose lock is taken over. On several nodes only node 0 locks (all
     nodes run the same command on one shared folder; docs/scaling.md)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # check_writable catches most of these before; this is a race or an odd mount
+        raise FileError(f"{folder}: cannot make the folder ({e.strerror}); use a folder you can write to.") from None
     lock = FileLock(str(folder / LOCK_FILE))
     holder_path = folder / HOLDER_FILE
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.checks import InputError
+from core.io import FileError, read_text
 from core.log import get_logger, log_counts
 from data_gen.problem import LETTERS, Problem
 
@@ -62,7 +63,10 @@ def read_records(path: Path) -> Iterator[tuple[str, Any]]:
 
     place is "file:line N" for JSON Lines and "file item N" for an array (1-based).
     """
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_text(path, "save the file as UTF-8")  # a byte-order mark is read, not refused
+    except FileError as e:
+        raise DataError(str(e), "not UTF-8") from None
     if not text.strip():
         raise DataError(f"{path}: the file is empty; it must hold a JSON array or JSON Lines.")
     if text.lstrip().startswith("["):

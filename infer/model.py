@@ -20,6 +20,7 @@ import torch
 
 from core.checks import InputError
 from core.config import ModelConfig
+from core.io import FileError, read_json
 from core.log import get_logger
 
 log = get_logger("infer")
@@ -104,6 +105,35 @@ def is_adapter_dir(path: Path) -> bool:
     return (path / "adapter_config.json").is_file()
 
 
+def check_checkpoint(path: str | Path, what: str = "checkpoint") -> Path:
+    """A folder to load on the base model: a LoRA adapter (adapter_config.json with its peft_type, and
+    adapter weights) or a full model folder; anything else is refused with the fix. Returns it resolved."""
+    ckpt = Path(path).expanduser().resolve()
+    done = ckpt.parent / "train_done.json"
+    redo = (f"; its training is marked done in {done}: delete that file and rerun to train it again" if done.is_file()
+            else "; pass the folder LLaMA-Factory wrote (its output_dir) or a full model folder")
+    if not ckpt.is_dir():
+        raise ModelError(f"{what} {str(ckpt)!r}: no such folder{redo}.")
+    if not is_adapter_dir(ckpt):
+        if not (ckpt / "config.json").is_file():
+            raise ModelError(f"{what} {str(ckpt)!r} holds neither a LoRA adapter (adapter_config.json) nor a full "
+                             f"model (config.json){redo}.")
+        return check_model_dir(ckpt, what)
+    config = ckpt / "adapter_config.json"
+    try:
+        peft_type = read_json(config, f"it is not a PEFT adapter config{redo}").get("peft_type")
+    except FileError as e:
+        raise ModelError(str(e)) from None
+    except AttributeError:  # valid JSON, not an object
+        peft_type = None
+    if not peft_type:
+        raise ModelError(f"{config} has no peft_type: it is not a PEFT adapter config{redo}.")
+    if not any(ckpt.glob("adapter_model.*")):
+        raise ModelError(f"{what} {str(ckpt)!r} has adapter_config.json but no adapter weights "
+                         f"(adapter_model.safetensors or .bin){redo}.")
+    return ckpt
+
+
 def load(cfg: ModelConfig, checkpoint: str | Path | None = None, device: torch.device | None = None) -> LoadedModel:
     """Load model + processor; `checkpoint` is an adapter folder or a full model folder."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -111,17 +141,9 @@ def load(cfg: ModelConfig, checkpoint: str | Path | None = None, device: torch.d
     if device is None:
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     base = check_model_dir(cfg.base_model)
-    ckpt = Path(checkpoint).expanduser().resolve() if checkpoint else None
-    if ckpt is not None and not ckpt.is_dir():
-        raise ModelError(f"checkpoint {str(ckpt)!r}: no such folder; pass a LLaMA-Factory output "
-                         f"folder (LoRA adapter) or a full model folder.")
-    if ckpt is not None and not is_adapter_dir(ckpt) and not (ckpt / "config.json").is_file():
-        done = ckpt.parent / "train_done.json"
-        raise ModelError(f"checkpoint {str(ckpt)!r} holds neither a LoRA adapter (adapter_config.json) nor a full "
-                         f"model (config.json)" + (f"; its training is marked done in {done}: delete that file and "
-                                                   f"rerun to train it again" if done.is_file() else "") + ".")
+    ckpt = check_checkpoint(checkpoint) if checkpoint else None
     adapter = ckpt if ckpt is not None and is_adapter_dir(ckpt) else None
-    weights = base if ckpt is None or adapter is not None else check_model_dir(ckpt, "checkpoint")
+    weights = base if ckpt is None or adapter is not None else ckpt
     dtype = pick_dtype(cfg.dtype, device)
     attn = pick_attention(cfg.attn_implementation, device)
 

@@ -53,29 +53,16 @@ def test_a_dry_run_without_geoqa_dir_is_refused_too(fake_model, tmp_path):
     assert proc.returncode != 0 and "--geoqa_dir" in proc.stderr.strip().splitlines()[-1]
 
 
-def saved_run_argv(out: Path) -> list[str]:
-    return ["--config", str(REPO / "configs" / "geosynth_small.yaml"), "--base_model", str(REPO / "models" / "geosynth-small"),
-            f"output_dir={out}", "run_name=r41", "total_iters=1", "data.geosynth_train=16", "data.geosynth_test=8",
-            "sample.max_new_tokens=48", "sample.batch_size=8", "train.max_steps=2", "train.per_device_batch_size=4",
-            "train.global_batch_size=4", "train.lora_rank=4", "train.lora_alpha=8"]
-
-
-def test_the_plan_of_a_killed_run_shows_what_is_done_and_changes_nothing(tmp_path):
-    import yaml
-
-    folder = tmp_path / "r41"
-    shutil.copytree(SAVED / "r41", folder)
-    saved = yaml.safe_load((folder / "config.yaml").read_text())
-    saved["model"]["base_model"], saved["output_dir"] = str(REPO / "models" / "geosynth-small"), str(tmp_path)
-    (folder / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+def test_the_plan_of_a_killed_run_shows_what_is_done_and_changes_nothing(saved_run):
+    folder, argv = saved_run
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    text = run.plan(parse_args(RunConfig, saved_run_argv(tmp_path)).config)
+    text = run.plan(parse_args(RunConfig, argv).config)
     assert f"run folder: {folder} (exists; the config matches: a run resumes it)" in text
     assert "steps: 2 to run, 6 done" in text
     assert "[done] iter1/train" in text and "[todo] iter1/select_test" in text and "[todo] iter1/greedy_test" in text
     assert "data: geosynth in" in text and "16 train / 8 test questions" in text
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
-    other = run.plan(parse_args(RunConfig, [*saved_run_argv(tmp_path), "sample.temperature=0.5"]).config)
+    other = run.plan(parse_args(RunConfig, [*argv, "sample.temperature=0.5"]).config)
     assert "a run would refuse it, changed keys: sample.temperature: 0.9 -> 0.5" in other
 
 

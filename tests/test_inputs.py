@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 import run
 from core.config import ConfigError, ModelConfig, RunConfig, parse_args
@@ -83,21 +82,6 @@ def test_bad_input_is_refused_before_any_work(case, argv, expected, tmp_path):
     for text in expected:
         assert text in proc.stderr
     assert not (tmp_path / "outputs").exists()  # nothing started
-
-
-@pytest.fixture
-def saved_run(tmp_path) -> tuple[Path, list[str]]:
-    """The killed run of tests/data/run_41b6ae0, moved here, and its command."""
-    folder = tmp_path / "r41"
-    shutil.copytree(SAVED / "r41", folder)
-    tree = yaml.safe_load((folder / "config.yaml").read_text())
-    tree["model"]["base_model"], tree["output_dir"] = str(REPO / "models" / "geosynth-small"), str(tmp_path)
-    (folder / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
-    argv = ["--config", str(REPO / "configs" / "geosynth_small.yaml"), "--base_model", str(REPO / "models" / "geosynth-small"),
-            f"output_dir={tmp_path}", "run_name=r41", "total_iters=1", "data.geosynth_train=16", "data.geosynth_test=8",
-            "sample.max_new_tokens=48", "sample.batch_size=8", "train.max_steps=2", "train.per_device_batch_size=4",
-            "train.global_batch_size=4", "train.lora_rank=4", "train.lora_alpha=8"]
-    return folder, argv
 
 
 MARKER_CASES = [

@@ -323,7 +323,7 @@ def test_rerun_reuses_every_file_and_a_changed_config_is_refused(base_scaling, w
     with pytest.raises(ConfigError, match=r"changed keys:\n  num_subsets: 2 -> 3"):
         self_select_scaling.main(scfg(*scaling_argv(warm_tiny_model_dir, out, "num_subsets=3")))
     with pytest.raises(ConfigError, match=r"changed keys:\n  ckpt_dir: '' -> '/"):
-        self_select_scaling.main(scfg(*scaling_argv(warm_tiny_model_dir, out, f"ckpt_dir={out}")))
+        self_select_scaling.main(scfg(*scaling_argv(warm_tiny_model_dir, out, f"ckpt_dir={warm_tiny_model_dir}")))
 
 
 def test_a_lora_checkpoint_is_the_model_evaluated(base_scaling, warm_tiny_model_dir, tmp_path, model_loads):
