@@ -37,7 +37,7 @@ from core.log import get_logger, held_for_file
 from core.nodes import node_setup
 from core.registry import load_plugins
 from data_gen.problem import Problem
-from data_gen.sources import check_data_named, generated_in_run, load_problems
+from data_gen.sources import check_data_named, generated_in_run, load_problems, warn_shared_ids
 from eval.evaluate import check_metrics, iteration_metrics, validation_metrics
 from eval.judge import golds, sample_and_judge
 from eval.report import plot_lines, write_table
@@ -384,6 +384,8 @@ def preflight(cfg: RunConfig, given: set[str] | None = None) -> tuple[Checks, Da
     run_dir = Path(cfg.output_dir) / run_name(cfg)  # not read: the data comes from data.geoqa_dir
     train, test = (checks.run("data", load_problems, cfg.data, split, run_dir, cfg.seed) for split in ("train", "test"))
     val = checks.run("data", load_problems, cfg.data, "val", run_dir, cfg.seed) if train is not None else None
+    if train is not None and test is not None:
+        warn_shared_ids(train, test)  # GeoSynth's generated ids never repeat across splits
     return checks, (train, test, val) if checks.ok("data") else None
 
 

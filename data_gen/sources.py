@@ -10,11 +10,27 @@ import random
 from pathlib import Path
 
 from core.config import ConfigError, DataConfig
+from core.log import get_logger
 from data_gen import generic, geoqa
 from data_gen.geoqa import DataError
 from data_gen.problem import Problem
 
 SOURCES = ("geoqa", "geosynth", "generic")
+
+log = get_logger("data")
+
+
+def warn_shared_ids(train: list[Problem], test: list[Problem]) -> list[str]:
+    """Warn when ids are in both train and test (the same item in both, or ids reused across files):
+    the splits' files are joined by id, so such a question's records could be mistaken for each other's
+    in hand-made analyses, and a test question trained on inflates test accuracy. Returns the ids."""
+    test_ids = {p.id for p in test}
+    shared = [p.id for p in train if p.id in test_ids]
+    if shared:
+        log.warning("%d id(s) are in both train and test, e.g. %s: if they are the same questions, test accuracy "
+                    "counts questions the model was trained on; give the splits distinct ids", len(shared),
+                    ", ".join(shared[:5]))
+    return shared
 
 
 def generated_in_run(cfg: DataConfig) -> bool:

@@ -70,11 +70,13 @@ def stats_path(out: Path, rank: int | None = None) -> Path:
     return out.with_name(f"{out.stem}.rank{rank}.stats.json" if rank is not None else f"{out.stem}.stats.json")
 
 
-def record_attempt(out: Path, rank: int, entry: dict) -> None:
-    """Add this attempt's timing to the rank's file (a resumed job keeps every attempt's figures)."""
+def record_attempt(out: Path, rank: int, entry: dict, *, new: bool) -> None:
+    """Write this attempt's figures into the rank's file, where a resumed job keeps every attempt's: a new
+    entry after its first batch (new=True), then that entry updated after each batch, so the finished
+    batches of a killed attempt are counted too."""
     path = stats_path(out, rank)
     attempts = read_json(path)["attempts"] if path.is_file() else []
-    atomic_write_json(path, {"rank": rank, "attempts": attempts + [entry]})
+    atomic_write_json(path, {"rank": rank, "attempts": (attempts if new else attempts[:-1]) + [entry]})
 
 
 def merge_stats(out: Path) -> dict | None:
@@ -166,27 +168,33 @@ def run_shard(job: SampleJob, rank: int, world_size: int, *, generate_fn=None) -
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()  # this sampling's peak, not the process's so far
     bar = tqdm(total=total, desc=out.stem, unit="q", disable=rank != 0, dynamic_ncols=True)
-    tokens, start = 0, time.perf_counter()
+    tokens, questions, start = 0, 0, time.perf_counter()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+    def attempt(finished: bool) -> dict:
+        """This attempt's figures so far (model loading excluded)."""
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+        return {"questions": questions, "sequences": questions * params.num_samples, "tokens": tokens,
+                "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+                "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None, "world_size": world_size,
+                "device": device, "finished": finished}
+
     drop_torn_tail(shard_path(out, rank))
     with shard_path(out, rank).open("a", encoding="utf-8") as f:
-        for batch in todo:
+        for i, batch in enumerate(todo):
             outputs = generate_fn(batch, params)
             records = [engine_record(it, outs) for it, outs in zip(batch, outputs)]
             append_jsonl(f, records)  # a finished batch survives a kill
             tokens += sum(sum(r["num_tokens"]) for r in records)
+            questions += len(batch)
+            record_attempt(out, rank, attempt(finished=False), new=i == 0)  # and so do its figures
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
     bar.close()
-    seconds = time.perf_counter() - start
-    import torch
-
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    # This attempt only (model loading excluded); a resumed job adds an attempt to the rank's file.
-    record_attempt(out, rank, {
-        "questions": total, "sequences": total * params.num_samples, "tokens": tokens,
-        "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
-        "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None, "world_size": world_size,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"})
+    final = attempt(finished=True)
+    seconds = final["seconds"]
+    record_attempt(out, rank, final, new=False)
     log.info("%s rank %d: %d questions, %d tokens in %.1f s (%.0f tokens/s)", out.name, rank, total, tokens,
              seconds, tokens / seconds if seconds else 0.0)
     # In-process sampling must hand the GPU back before llamafactory-cli trains on the same card.

@@ -200,3 +200,18 @@ def test_an_interrupted_training_stops_its_child_says_how_to_resume_and_resumes(
     resumed = cli("run.py", argv, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (folder / "iter_1" / "train_done.json").is_file() and (folder / "metrics.md").is_file()
+
+
+def test_ids_in_both_train_and_test_are_a_warning_that_names_them(tmp_path):
+    def share(folder: Path) -> None:
+        test = json.loads((folder / "test.jsonl").read_text())
+        for i, item in enumerate(test[:7]):
+            item["id"] = f"train-{i}"
+        (folder / "test.jsonl").write_text(json.dumps(test))
+
+    data = data_copy(tmp_path, share)
+    proc = cli("run.py", ["--base_model", str(REPO / "models" / "geosynth-small"), "--geoqa_dir", str(data), "--dry_run"],
+               tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("WARNING 7 id(s) are in both train and test, e.g. train-0, train-1, train-2, train-3, train-4: if they are "
+            "the same questions, test accuracy counts questions the model was trained on") in proc.stderr

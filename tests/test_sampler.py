@@ -223,9 +223,10 @@ def test_stats_of_resumed_attempts_add_up_and_missing_ranks_are_named(tmp_path):
 
     out = tmp_path / "s.jsonl"
     entry = dict(questions=4, sequences=12, tokens=100, seconds=2.0, peak_gpu_memory_gib=None, device="cpu")
-    record_attempt(out, 0, dict(entry, world_size=3))  # first attempt: 3 ranks, rank 2's file never arrives
-    record_attempt(out, 1, dict(entry, world_size=3, seconds=3.0))
-    record_attempt(out, 0, dict(entry, world_size=2))  # resumed on 2 ranks
+    record_attempt(out, 0, dict(entry, world_size=3, questions=1), new=True)  # first attempt: 3 ranks, after a batch
+    record_attempt(out, 0, dict(entry, world_size=3), new=False)  # ... and at its end (rank 2's file never arrives)
+    record_attempt(out, 1, dict(entry, world_size=3, seconds=3.0), new=True)
+    record_attempt(out, 0, dict(entry, world_size=2), new=True)  # resumed on 2 ranks
     stats = merge_stats(out)
     assert stats["missing_ranks"] == [2] and stats["attempts"] == 2
     assert stats["questions"] == 12 and stats["tokens"] == 300
@@ -245,6 +246,9 @@ def test_resume_after_a_kill_redoes_only_unfinished_batches(tmp_path):
     assert sum(len(c) for c in again.calls) == 4
     records = merge(job)
     assert [r["id"] for r in records] == [f"q{i}" for i in range(10)]  # nothing lost or duplicated
+    # The stats count every attempt: the killed one's two finished batches (6 questions) and the rest.
+    stats = read_json(stats_path(Path(job.out)))
+    assert stats["attempts"] == 2 and stats["questions"] == 10
 
 
 def test_merge_refuses_missing_records(tmp_path):

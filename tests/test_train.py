@@ -4,6 +4,7 @@ tiny model (with resume, failure and LoRA export), and LLaMA-Factory's own data 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from data_gen.problem import Problem
 from mix.llamafactory import write_dataset
 from train import llamafactory_cli, sft
 from train.export import export_merged
+from train.sft import whole_training_loss
 
 RENDER = dict(model_path="/models/base", dataset_dir="/data", dataset_name="mix", output_dir="/out",
               seed=7, image_min_pixels=3136, image_max_pixels=401408)
@@ -353,3 +355,50 @@ def test_failed_training_raises_with_log(mix_dataset, tiny_model_dir, tmp_path, 
     message = str(err.value)
     assert str(iter_dir / "train.log") in message and "not_registered" in message
     assert sft.train_done(iter_dir) is None
+
+
+def test_a_resumed_training_records_the_whole_training_s_loss(mix_dataset, tiny_model_dir, tmp_path, monkeypatch,
+                                                              cpu_only):
+    """Issue #37: transformers' train_loss of a resumed training sums the resumed steps only but divides by
+    all of them. The kill is simulated: the uninterrupted training's step-2 checkpoint (the same files a
+    run killed after saving it leaves) is put in a fresh folder; the resume itself is real LLaMA-Factory."""
+    folder, name, _ = mix_dataset
+    cfg = TrainConfig(**{**FAST, "max_steps": 4, "overrides": {**FAST["overrides"], "save_strategy": "steps",
+                                                                 "save_steps": 2, "save_total_limit": 3}})
+    run = dict(model_path=tiny_model_dir, dataset_dir=folder, dataset_name=name, seed=0, **TINY_PIXELS)
+    killed = tmp_path / "killed" / "model"
+    check_output = sft.check_output
+
+    def keep_checkpoint_2(output_dir, *args):
+        if not killed.exists():
+            shutil.copytree(Path(output_dir) / "checkpoint-2", killed / "checkpoint-2")
+        return check_output(output_dir, *args)
+
+    monkeypatch.setattr(sft, "check_output", keep_checkpoint_2)
+    whole = sft.train(cfg, iter_dir=tmp_path / "whole", **run)
+    full = sft.train_done(tmp_path / "whole")
+    assert full["global_step"] == 4 and "resumed_from_step" not in full
+    resumed_dir = sft.train(cfg, iter_dir=tmp_path / "killed", **run)
+    resumed = sft.train_done(tmp_path / "killed")
+    reported = json.loads((resumed_dir / "all_results.json").read_text())["train_loss"]  # what transformers says
+    assert resumed["resumed_from_step"] == 2 and resumed["train_loss_covers"] == "all 4 steps"
+    assert abs(resumed["train_loss"] - full["train_loss"]) < 1e-3  # logged losses are rounded to 4 digits
+    assert abs(reported - full["train_loss"]) > 0.05  # the figure recorded before: the resumed half only
+    from safetensors.torch import load_file
+    a, b = load_file(whole / "adapter_model.safetensors"), load_file(resumed_dir / "adapter_model.safetensors")
+    assert all(torch_equal(a[k], b[k]) for k in a)  # the same training
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return torch.allclose(x, y, atol=1e-6)
+
+
+def test_the_whole_training_loss_from_the_logged_intervals():
+    history = [{"step": 2, "loss": 1.0}, {"step": 4, "loss": 0.8}, {"step": 6, "loss": 0.5}, {"step": 8, "loss": 0.4}]
+    # Resumed at 4: the resumed part (steps 5-8) summed 0.5*2 + 0.4*2 = 1.8, which transformers divides by 8.
+    assert whole_training_loss(history, 1.8 / 8, 8, 4) == (pytest.approx(((1.0 + 0.8) * 2 + 1.8) / 8), 8)
+    # Resumed at 5 with logs every 2 steps: step 5's loss was never logged; 7 of the 8 steps are covered.
+    loss, covered = whole_training_loss(history[:2], 1.2 / 8, 8, 5)
+    assert covered == 7 and loss == pytest.approx(((1.0 + 0.8) * 2 + 1.2) / 7)

@@ -232,9 +232,33 @@ def check_output(output_dir: str | Path, finetuning_type: str, log_path: str | P
     return Path(output_dir)
 
 
-def read_train_summary(output_dir: str | Path) -> dict[str, Any]:
+RESUMED_FILE = "train_resumed.json"  # in the iteration folder: the step the last resume of its training started at
+
+
+def whole_training_loss(log_history: list[dict], resumed_loss: float, global_step: int,
+                        resumed_from: int) -> tuple[float, int]:
+    """(the mean loss per step, the steps it covers) of a training resumed at step `resumed_from`.
+
+    transformers' train_loss of a resumed training is the resumed part's loss sum over *all* steps: too
+    low. The resumed part's sum is resumed_loss * global_step; the part before comes from the logged
+    interval means (each `loss` in log_history is the mean since the previous log) up to the checkpoint.
+    Steps after the last log before the checkpoint have no logged loss: they are left out, and the
+    count of steps covered says so."""
+    logged = sorted((h["step"], h["loss"]) for h in log_history if "loss" in h and h.get("step") is not None)
+    before_sum, last = 0.0, 0
+    for step, loss in logged:
+        if step > resumed_from:
+            break
+        before_sum += loss * (step - last)
+        last = step
+    covered = last + (global_step - resumed_from)
+    return (before_sum + resumed_loss * global_step) / covered if covered else resumed_loss, covered
+
+
+def read_train_summary(output_dir: str | Path, resumed_from: int | None = None) -> dict[str, Any]:
     """Final loss, steps and runtime from LLaMA-Factory's all_results.json, trainer_state.json and
-    trainer_log.jsonl (whichever exist)."""
+    trainer_log.jsonl (whichever exist). resumed_from: the step a resumed training started at; its
+    train_loss is then the whole training's (whole_training_loss), with the steps it covers."""
     output_dir = Path(output_dir)
     summary: dict[str, Any] = {"train_loss": None, "final_loss": None, "global_step": None,
                                "total_steps": None, "epoch": None, "runtime_s": None}
@@ -263,6 +287,13 @@ def read_train_summary(output_dir: str | Path) -> dict[str, Any]:
             summary["total_steps"] = summary["total_steps"] or entry.get("total_steps")
     if summary["train_loss"] is None:
         summary["train_loss"] = summary["final_loss"]
+    elif resumed_from is not None and state.is_file() and summary["global_step"]:
+        steps = summary["global_step"]
+        loss, covered = whole_training_loss(s.get("log_history", []), summary["train_loss"], steps, resumed_from)
+        summary.update(train_loss=round(loss, 4), resumed_from_step=resumed_from,
+                       train_loss_covers=f"all {steps} steps" if covered == steps else
+                       f"{covered} of {steps} steps (the losses of the steps between the last log and "
+                       f"checkpoint-{resumed_from} were lost with the killed process)")
     return summary
 
 
@@ -353,11 +384,14 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
         if main_node:  # checkpoints cut off mid-save would be rewritten or rotated confusingly
             for partial in [p for p in output_dir.glob("checkpoint-*") if _step(p) > _step(resume)]:
                 shutil.rmtree(partial)
-    elif resume is None and main_node and output_dir.is_dir() and any(output_dir.iterdir()):
-        # Killed before its first checkpoint: nothing to resume, and LLaMA-Factory refuses an output
-        # folder that already holds model files.
-        log.warning("%s holds a training killed before its first checkpoint; starting it again", output_dir)
-        shutil.rmtree(output_dir)
+            atomic_write_json(iter_dir / RESUMED_FILE, {"from_step": _step(resume), "checkpoint": str(resume)})
+    elif main_node:
+        (iter_dir / RESUMED_FILE).unlink(missing_ok=True)  # a training from step 0
+        if resume is None and output_dir.is_dir() and any(output_dir.iterdir()):
+            # Killed before its first checkpoint: nothing to resume, and LLaMA-Factory refuses an output
+            # folder that already holds model files.
+            log.warning("%s holds a training killed before its first checkpoint; starting it again", output_dir)
+            shutil.rmtree(output_dir)
 
     write_sft_config(args, yaml_path)
     argv, env = build_train_command(yaml_path, num_gpus, cfg.nnodes, node_rank, master_addr, master_port,
@@ -390,7 +424,8 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
 
 def _finish(cfg: TrainConfig, output_dir: Path, iter_dir: Path, yaml_path: Path, log_path: Path) -> Path:
     check_output(output_dir, cfg.finetuning_type, log_path)
-    summary = read_train_summary(output_dir)
+    resumed = iter_dir / RESUMED_FILE
+    summary = read_train_summary(output_dir, read_json(resumed)["from_step"] if resumed.is_file() else None)
     # The final model sits at the top of output_dir; the checkpoints only served resuming (a full
     # 7B one carries ~90 GB of optimizer state).
     for ckpt in output_dir.glob("checkpoint-*"):
