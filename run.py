@@ -53,7 +53,7 @@ log = get_logger("run")
 
 # Keys that may change when a run is resumed: extending the run or moving it to other hardware
 # does not change what the finished steps computed.
-RESUMABLE_CHANGES = ("total_iters", "export_final", *RESULT_NEUTRAL)
+RESUMABLE_CHANGES = ("total_iters", "export_final", "sample_last_train", *RESULT_NEUTRAL)
 
 
 @dataclass

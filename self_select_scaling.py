@@ -3,15 +3,18 @@
     python self_select_scaling.py --ckpt_dir outputs/<run>/iter_3/model      # the run's data + base model
     python self_select_scaling.py --base_model /models/Qwen2-VL-7B-Instruct --geoqa_dir geoQA-data \\
         --batch_size 8 --ckpt_dir outputs/<run>/iter_3/model --max_select_num 6
-    python self_select_scaling.py ... --train_select_mix true    # first train the mixed-N select model
+    python self_select_scaling.py ... --train_select_mix false   # evaluate the checkpoint as it is
     python self_select_scaling.py ... --dry_run                  # the resolved config and the plan; loads no model
 
-Model. The checkpoint in --ckpt_dir is loaded (a LoRA adapter on --base_model, or a full model
-folder; the reference ignored it); empty = the base model. With --train_select_mix true a fresh
-LoRA is first trained on the base model from the run's train-sample pool (the usual mix, with
-self-select items of N = 2..max_select_num candidates), and that adapter, not --ckpt_dir, is the
-model evaluated. Its pool is iter_0..iter_k when --ckpt_dir is <run>/iter_k/..., as in the
-reference (all iterations when only --run_dir is given).
+Model. By default the original's workflow (REFERENCE.md §5): the mixed-N select model is trained
+first, a fresh LoRA on the base model from the run's train samples of iterations 0..N, where N is
+the iteration of --ckpt_dir (<run>/iter_N/...), or the run's last iteration with only --run_dir. Its
+mix is the usual one (QA, CoT, refine) with self-select items of N = 2..max_select_num candidates,
+mix.select_per_n (3) per question and N. That adapter is the model evaluated; the checkpoint itself
+only names the run and N, as in the original. The run must have sampled the train set in iteration
+N too (run.py does by default; a missing file is named with the command that makes it).
+With --train_select_mix false the checkpoint in --ckpt_dir is loaded and evaluated as it is (a LoRA
+adapter on --base_model, or a full model folder); empty = the base model.
 
 Run folder. --run_dir, or the self-training folder above --ckpt_dir (the one with config.yaml and
 iter_0/). Every option of the sections data, model, prompt, sample, mix and train that is not set
@@ -23,7 +26,7 @@ run folder, GeoSynth is generated into <out>/data (GeoSynth items depend only on
 index, so a run with the same seed has the same test questions).
 
 Output folder (out=, else): <run>/scaling_<name> with a run folder, else outputs/scaling-<name>,
-where <name> is select_mix with --train_select_mix, else the checkpoint's iteration folder (iter_3
+where <name> is select_mix (the default workflow), else the checkpoint's iteration folder (iter_3
 for .../iter_3/model) or folder name, else the base model's folder name.
 
 Metrics. The test set is sampled M times (num_test_samples, default 10; per-question seeds from
@@ -65,7 +68,7 @@ from core.checks import Checks
 from core.cli import doing, run_command, working_in
 from core.config import (RESULT_NEUTRAL, SAVED_CONFIG_FIX, ConfigError, ScalingConfig, check_values, config_changes,
                          load_yaml, migrate_saved, parse_args, to_dict)
-from core.io import atomic_write_json
+from core.io import FileError, atomic_write_json
 from core.log import get_logger, held_for_file
 from core.nodes import node_setup
 from core.registry import load_plugins
@@ -196,15 +199,44 @@ def open_output(cfg: ScalingConfig, out: Path) -> None:
                        fix=f"Rerun with the same options to resume, pass out=NEW_FOLDER, or delete {out} to start over.")
 
 
+def pool_iterations(cfg: ScalingConfig, run_dir: Path) -> range:
+    """The iterations whose train samples the select-mix model trains on: 0..N for a checkpoint of
+    iteration N (REFERENCE.md §5: the original reads N from --ckpt_dir), else 0..the run's last."""
+    last = ckpt_iteration(cfg, run_dir)
+    if last is None:
+        last = max((k for p in run_dir.glob("iter_*") if p.is_dir() and (k := rundir.iteration_of(p.name)) is not None),
+                   default=0)
+    return range(last + 1)
+
+
+def check_select_pool(cfg: ScalingConfig, run_dir: Path | None) -> None:
+    """With train_select_mix: the run folder and the train samples of every pool iteration are there."""
+    if not cfg.train_select_mix:
+        return
+    if run_dir is None:
+        raise ConfigError("the select-mix model (train_select_mix=true, the default) trains on a self-training run's "
+                          "train samples: pass --ckpt_dir outputs/<run>/iter_N/model or run_dir=PATH (the folder with "
+                          "iter_0/, iter_1/, ...), or train_select_mix=false to evaluate --ckpt_dir (or the base model) "
+                          "as it is.")
+    ks = pool_iterations(cfg, run_dir)
+    missing = [str(rundir.iter_dir(run_dir, k) / rundir.TRAIN_SAMPLES) for k in ks
+               if not (rundir.iter_dir(run_dir, k) / rundir.TRAIN_SAMPLES).is_file()]
+    if missing:
+        raise FileError(f"the select-mix model trains on the train samples of iterations 0..{ks[-1]} of {run_dir}, but "
+                        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing (run.py samples the last "
+                        f"iteration's train set only with sample_last_train=true). Make them with: python run.py "
+                        f"--config {run_dir / rundir.RUN_CONFIG_FILE} sample_last_train=true (it resumes the run and "
+                        f"samples only what is missing), or pass train_select_mix=false to evaluate the checkpoint as "
+                        f"it is.")
+
+
 def train_select_model(cfg: ScalingConfig, out: Path, run_dir: Path | None, train_problems) -> str:
     """Train the mixed-N select model from the run's train-sample pool (a fresh adapter on the base)."""
     from train.sft import train
 
-    if run_dir is None:
-        raise ConfigError("--train_select_mix needs the self-training run folder: pass run_dir=PATH "
-                          "(the folder with iter_0/, iter_1/, ...) or a --ckpt_dir inside it.")
-    last = ckpt_iteration(cfg, run_dir)  # the checkpoint's own iteration trained on the pool below it
-    pool = rundir.train_pool(run_dir, None if last is None else last + 1, strict=False)
+    check_select_pool(cfg, run_dir)
+    assert run_dir is not None
+    pool = rundir.train_pool(run_dir, len(pool_iterations(cfg, run_dir)))
     log.info("select-mix pool: train samples of iterations %s", [k for k, _ in pool])
     work = out / "select_mix"
     lacks = missing_model_files(work / MODEL_DIR, cfg.train.finetuning_type) if (work / DONE_FILE).is_file() else None
@@ -299,6 +331,7 @@ def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> Resolved:
     if checks.ok("run"):  # the model and the data may come from the run's config
         checks.run("model", check_model_dir, cfg.model.base_model)
         checks.run("model", check_ckpt, cfg)
+        checks.run("run", check_select_pool, cfg, run_dir)
         checks.run("output", rundir.check_writable, output_dir(cfg, run_dir), "out")
         data_root = run_dir or output_dir(cfg, run_dir)
         if checks.ok("data") and (not generated_in_run(cfg.data) or (data_root / "data" / "meta.json").is_file()):

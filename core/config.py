@@ -220,8 +220,9 @@ class RunConfig(StageConfigs):
     output_dir: str = _f("outputs", "Parent folder of run folders.")
     seed: int = _f(42, "The one seed: sampling, shuffles and training derive from it.")
     total_iters: int = _f(3, "Self-training iterations after iteration 0 (the seed runs 0..total_iters).")
-    sample_last_train: bool = _f(False, "Also sample the train set in the last iteration (only a "
-                                 "later run or the select-mix model uses it; the reference did).")
+    sample_last_train: bool = _f(True, "Also sample the train set in the last iteration, as the original "
+                                 "does: no training of the loop uses it, self_select_scaling.py's select-mix model "
+                                 "does (its pool is iterations 0..N). May be turned on when a run is resumed.")
     select_at_iter0: bool = _f(False, "Also measure self-selection with the untrained base model.")
     export_final: bool = _f(False, "After the last iteration, merge its LoRA adapter into a full model "
                             "in <run>/iter_<last>/merged (llamafactory-cli export).")
@@ -244,9 +245,11 @@ class ScalingConfig(StageConfigs):
     num_test_samples: int = _f(10, "M: samples per test question (M >= max_select_num).")
     num_subsets: int = _f(3, "Random N-subsets of the M samples averaged per N (all subsets when "
                           "there are no more than this many).")
-    train_select_mix: bool = _f(False, "First train the mixed-N select model (select items with "
-                                "N in 2..max_select_num) from the run's train-sample pool, as the "
-                                "reference did; it is then the model evaluated.")
+    train_select_mix: bool = _f(True, "First train the mixed-N select model (select items with N in "
+                                "2..max_select_num, mix.select_per_n per N) on the base model from the run's "
+                                "train samples of iterations 0..N (N: ckpt_dir's iteration, else the run's last), "
+                                "as the original does; it is then the model evaluated. false = evaluate "
+                                "ckpt_dir (or the base model) as it is.")
     run_dir: str = _f("", "Self-training run folder (default: found from ckpt_dir). Its train samples "
                       "feed train_select_mix, and its config.yaml supplies every data, model, prompt, "
                       "sample, mix and train option left at its default here.")
@@ -598,7 +601,9 @@ def parse_args(cls: type, argv: list[str] | None = None, *, aliases: dict[str, s
     cfg = cls()
     keys: set[str] = set()
     for path in config_files:
-        keys |= apply_yaml(cfg, path)
+        # A run folder's own config.yaml (`--config outputs/<run>/config.yaml` resumes that run): read it
+        # as saved, in today's keys, with the values it had for keys added since (migrate_saved).
+        keys |= apply_yaml(cfg, path, saved=Path(path).name == "config.yaml" and (Path(path).parent / "iter_0").is_dir())
     valid = field_help(cls)
     for name, value in pairs:
         key = all_aliases.get(name, name)

@@ -43,8 +43,8 @@ def test_the_seed_s_command_shows_the_original_protocol_and_loads_nothing(fake_m
     assert "max_new_tokens: 200" in out and "batch_size: 4" in out
     assert "run folder: outputs/r3v-geoqa_sample-Qwen2-VL-7B-Instruct (new)" in out
     assert f"data: geoqa in {SAMPLE}: 30 train / 10 test questions" in out
-    assert "steps: 20 to run, 0 done" in out and "[todo] iter3/greedy_test" in out
-    assert "iter3/sample_train" not in out  # the last iteration's train samples feed nothing (sample_last_train)
+    assert "steps: 21 to run, 0 done" in out and "[todo] iter3/greedy_test" in out
+    assert "[todo] iter3/sample_train" in out  # the last iteration's train set too, as the original (sample_last_train)
     assert list(tmp_path.iterdir()) == [fake_model]  # nothing written
 
 
@@ -66,18 +66,35 @@ def test_the_plan_of_a_killed_run_shows_what_is_done_and_changes_nothing(saved_r
     assert "a run would refuse it, changed keys: sample.temperature: 0.9 -> 0.5" in other
 
 
-def test_the_scaling_plan_lists_its_files(tmp_path):
-    import yaml
-
-    folder = tmp_path / "r41"
-    shutil.copytree(SAVED / "r41", folder)
-    saved = yaml.safe_load((folder / "config.yaml").read_text())
-    saved["model"]["base_model"] = str(REPO / "models" / "geosynth-small")
-    (folder / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-    proc = cli("self_select_scaling.py", "--ckpt_dir", str(folder / "iter_1" / "model"), "--dry_run", cwd=tmp_path)
+def test_the_scaling_plan_lists_its_files(saved_run, tmp_path):
+    folder, _ = saved_run
+    ckpt = str(folder / "iter_1" / "model")
+    proc = cli("self_select_scaling.py", "--ckpt_dir", ckpt, "train_select_mix=false", "--dry_run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert f"self-training run: {folder}" in out and f"output folder: {folder / 'scaling_iter_1'} (new)" in out
     assert "data: 8 test questions" in out and "[todo] test_samples.jsonl" in out and "[todo] select_n6_s2.jsonl" in out
     assert "files: 17 to write, 0 done" in out  # samples, greedy, 3 subsets for each N = 2..6
     assert not (folder / "scaling_iter_1").exists()
+
+
+def test_the_default_scaling_workflow_names_the_missing_train_samples_and_the_command(saved_run, tmp_path):
+    """This run was made with sample_last_train=false: iteration 1's train set was never sampled."""
+    folder, _ = saved_run
+    proc = cli("self_select_scaling.py", "--ckpt_dir", str(folder / "iter_1" / "model"), "--dry_run", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"output folder: {folder / 'scaling_select_mix'} (new)" in proc.stdout
+    assert "[todo] select_mix/train_done.json" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: the select-mix model trains on the train samples of iterations 0..1 of {folder}, but "
+        f"{folder / 'iter_1' / 'train_samples.jsonl'} is missing (run.py samples the last iteration's train set only "
+        f"with sample_last_train=true). Make them with: python run.py --config {folder / 'config.yaml'} "
+        f"sample_last_train=true (it resumes the run and samples only what is missing), or pass "
+        f"train_select_mix=false to evaluate the checkpoint as it is.")
+    # The command named makes them: it resumes the run (a folder of 41b6ae0, read in today's keys) and
+    # samples iteration 1's train set with the other steps left.
+    made = cli("run.py", "--config", str(folder / "config.yaml"), "sample_last_train=true", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert "*** iter1/sample_train ***" in made.stderr and "[skip] iter1/train" in made.stderr
+    proc = cli("self_select_scaling.py", "--ckpt_dir", str(folder / "iter_1" / "model"), "--dry_run", cwd=tmp_path)
+    assert proc.returncode == 0 and "every input passed" in proc.stdout, proc.stderr[-2000:]

@@ -197,6 +197,8 @@ def test_an_interrupted_training_stops_its_child_says_how_to_resume_and_resumes(
         f"or training checkpoints of the step in progress; resume with: python {REPO / 'run.py'} " + " ".join(argv))
     assert not llamafactory_processes(folder)  # the training stopped with it
     assert not (folder / "iter_1" / "train_done.json").exists()
+    if sig == signal.SIGINT:
+        return  # the resume is the same as after SIGTERM
     resumed = cli("run.py", argv, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (folder / "iter_1" / "train_done.json").is_file() and (folder / "metrics.md").is_file()

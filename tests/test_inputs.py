@@ -169,7 +169,8 @@ def test_what_is_logged_before_the_run_folder_is_taken_reaches_its_log(tmp_path)
 
 
 def test_the_scaling_script_reports_every_kind_together_too(tmp_path):
-    argv = [*every_kind(tmp_path)[:4], "num_test_samples=2", "max_select_num=3", "ckpt_dir=" + str(tmp_path / "none")]
+    argv = [*every_kind(tmp_path)[:4], "num_test_samples=2", "max_select_num=3", "ckpt_dir=" + str(tmp_path / "none"),
+            "train_select_mix=false"]
     for dry in ([], ["--dry_run"]):
         proc = subprocess.run([sys.executable, str(REPO / "self_select_scaling.py"), *argv, *dry], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)

@@ -32,7 +32,8 @@ def loop_args(model_dir: Path, out: Path, iters: int = 2, *extra: str) -> list[s
     return ["--base_model", str(model_dir), "data.dataset=geosynth", f"output_dir={out}", "run_name=loop",
             "data.geosynth_train=24",
             "data.geosynth_test=8", f"total_iters={iters}", "sample.max_new_tokens=64", "sample.batch_size=8",
-            "train.max_steps=2", "train.per_device_batch_size=4", "train.global_batch_size=4", *extra]
+            "train.max_steps=2", "train.per_device_batch_size=4", "train.global_batch_size=4",
+            "sample_last_train=false", *extra]
 
 
 def config(argv: list[str]) -> RunConfig:
@@ -52,7 +53,7 @@ def test_two_iterations_write_every_artifact(finished_run):
     steps = read_json(d / "state.json")["steps"]
     assert {"iter0/sample_train", "iter0/sample_test", "iter0/greedy_test", "iter1/mix", "iter1/train",
             "iter1/sample_train", "iter1/select_test", "iter2/train", "iter2/select_test"} <= set(steps)
-    assert "iter2/sample_train" not in steps  # the last iteration's train samples feed nothing
+    assert "iter2/sample_train" not in steps  # sample_last_train=false: the last iteration's train set is not sampled
 
     train_samples = read_jsonl(d / "iter_0" / "train_samples.jsonl")
     assert len(train_samples) == 24 and all(len(r["predictions"]) == 3 for r in train_samples)

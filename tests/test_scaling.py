@@ -117,9 +117,10 @@ def test_run_folder_iteration_and_output_names(tmp_path):
     assert find_run_dir(cfg) == run and ckpt_iteration(cfg, run) == 2
     dotted = scfg(f"ckpt_dir={run}/iter_0/../iter_2/model")
     assert find_run_dir(dotted) == run and ckpt_iteration(dotted, run) == 2
-    assert output_dir(cfg, run) == run / "scaling_iter_2"
-    assert output_dir(scfg(f"ckpt_dir={run}/iter_2/model", "train_select_mix=true"), run) == run / "scaling_select_mix"
-    assert output_dir(scfg(f"run_dir={run}", "--base_model", "/m/Qwen2-VL-7B"), run) == run / "scaling_Qwen2-VL-7B"
+    assert output_dir(cfg, run) == run / "scaling_select_mix"  # the default: the select-mix model
+    as_is = "train_select_mix=false"
+    assert output_dir(scfg(f"ckpt_dir={run}/iter_2/model", as_is), run) == run / "scaling_iter_2"
+    assert output_dir(scfg(f"run_dir={run}", "--base_model", "/m/Qwen2-VL-7B", as_is), run) == run / "scaling_Qwen2-VL-7B"
     # A checkpoint linked from the run folder into LLaMA-Factory/saves/ still finds its run.
     saves = tmp_path / "LLaMA-Factory" / "saves" / "myrun-iter3"
     saves.mkdir(parents=True)
@@ -131,8 +132,8 @@ def test_run_folder_iteration_and_output_names(tmp_path):
     outside = tmp_path / "adapters" / "lora-a"
     outside.mkdir(parents=True)
     assert find_run_dir(scfg(f"ckpt_dir={outside}")) is None
-    assert output_dir(scfg(f"ckpt_dir={outside}")) == Path("outputs/scaling-lora-a")
-    assert output_dir(scfg("--base_model", "/m/Qwen2-VL-2B")) == Path("outputs/scaling-Qwen2-VL-2B")
+    assert output_dir(scfg(f"ckpt_dir={outside}", as_is)) == Path("outputs/scaling-lora-a")
+    assert output_dir(scfg("--base_model", "/m/Qwen2-VL-2B", as_is)) == Path("outputs/scaling-Qwen2-VL-2B")
     assert output_dir(scfg(f"out={tmp_path}/x", f"ckpt_dir={outside}")) == tmp_path / "x"
     with pytest.raises(ConfigError, match="run_dir='/no/such/run': no such folder"):
         find_run_dir(scfg("run_dir=/no/such/run"))
@@ -217,7 +218,7 @@ def test_select_mix_pool_stops_at_the_checkpoint_iteration(tmp_path):
 def scaling_argv(model_dir: Path, out: Path, *extra: str) -> list[str]:
     return ["--base_model", str(model_dir), "data.geosynth_test=6", "data.geosynth_train=8", "num_test_samples=4",
             "max_select_num=3", "num_subsets=2", "sample.max_new_tokens=48", "sample.batch_size=8", f"out={out}",
-            *extra]
+            "train_select_mix=false", *extra]
 
 
 @pytest.fixture
