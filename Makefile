@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-gpu clean
+.PHONY: setup demo test test-slow test-gpu clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+# Long CPU checks (marked slow: the research scripts' end-to-end smoke tests) run on purpose.
+test-slow: $(STAMP)
+	RUN_SLOW=1 $(VENV)/bin/python -m pytest -q -m slow $(ARGS)
 
 # GPU checks run on purpose, on a machine with CUDA (they are skipped elsewhere).
 test-gpu: $(STAMP)

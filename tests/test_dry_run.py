@@ -4,7 +4,6 @@ The model folder given is a config.json and weights that are not a model: loadin
 dry run that succeeds did not load it."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

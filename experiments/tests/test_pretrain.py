@@ -82,6 +82,7 @@ def test_pretrain_stops_when_told_goes_on_when_allowed_and_resumes(tiny_model_di
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+@pytest.mark.slow  # ~16 s on 2 cores: the research model builder, run with make test-slow
 def test_geosynth_model_script_smoke(tmp_path):
     """experiments/geosynth_model.py end to end on CPU (a few steps): model folder, card, record, the kept save."""
     import json
@@ -111,6 +112,7 @@ def test_geosynth_model_script_smoke(tmp_path):
     assert (kept / "test_all_greedy.jsonl").is_file()
 
 
+@pytest.mark.slow  # ~16 s on 2 cores
 def test_geosynth_model_medium_size(tmp_path):
     """--size medium builds the larger model, says so in its card, and a work folder of another size is refused."""
     import json

@@ -5,6 +5,7 @@ import json
 import pytest
 
 
+@pytest.mark.slow  # ~25 s on 2 cores: a research probe, run with make test-slow
 def test_select_judge_probe_smoke(tmp_path):
     """experiments/select_judge_probe.py end to end on CPU with the shipped small model (2 steps): the table's rows
     by candidate pattern, voting's accuracy per pattern, CoT Test@1 before and after; a rerun resumes."""
