@@ -13,6 +13,7 @@ Unknown keys, in YAML or on the command line, are errors that list the valid key
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -565,9 +566,11 @@ def parse_args(cls: type, argv: list[str] | None = None, *, aliases: dict[str, s
     argv = list(sys.argv[1:] if argv is None else argv)
     all_aliases = {**ALIASES, **(aliases or {})}
     flags = flags or {}
-    if "-h" in argv or "--help" in argv:
-        print(format_help(cls, prog, doc, all_aliases, flags))
-        raise SystemExit(0)
+    for i, tok in enumerate(argv):
+        if tok in ("-h", "--help"):
+            key = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
+            print(format_help(cls, prog, doc, all_aliases, flags, key))
+            raise SystemExit(0)
 
     pairs: list[tuple[str, str]] = []
     config_files: list[str] = []
@@ -615,19 +618,58 @@ def parse_args(cls: type, argv: list[str] | None = None, *, aliases: dict[str, s
     return ParsedArgs(cfg, seen_flags, keys)
 
 
-def format_help(cls: type, prog: str, doc: str, aliases: dict[str, str], flags: dict[str, str]) -> str:
-    lines = [doc.strip(), "", f"usage: python {prog} [--config FILE.yaml] [key=value ...] [--flag ...]", ""]
-    if flags:
-        lines.append("switches:")
-        lines += [f"  --{name:<28} {help}" for name, help in flags.items()]
-        lines.append("")
-    lines.append("seed-compatible aliases:")
-    lines += [f"  --{a:<28} = {k}" for a, k in aliases.items()]
-    lines.append("")
-    lines.append("config keys (default < --config YAML < command line):")
-    for key, (tname, default, help) in field_help(cls).items():
-        lines.append(f"  {key} ({tname}, default {default!r})")
-        lines.append(f"      {help}")
+# The settings of the R3V method itself (the paper's and the original code's knobs): listed first in
+# their stage by --help. The rest is where and how fast it runs, data handling, and research variants.
+R3V_KEYS = ("total_iters", "seed", "num_test_samples", "max_select_num", "train_select_mix",
+            "data.dataset", "data.geoqa_dir", "model.base_model",
+            "prompt.cot_instruction", "prompt.sample_instruction", "prompt.refine_instruction",
+            "prompt.select_instruction", "sample.num_samples", "sample.temperature", "sample.top_p",
+            "sample.top_k", "sample.max_new_tokens", "mix.include_qa", "mix.include_cot", "mix.include_refine",
+            "mix.include_select", "mix.min_chars", "mix.select_sets", "mix.select_per_n", "mix.max_select_n",
+            "train.finetuning_type", "train.learning_rate", "train.num_train_epochs", "train.global_batch_size",
+            "train.lora_rank", "train.lora_alpha", "train.continue_from_previous")
+STAGES = {"": "run", "data": "data", "model": "model", "prompt": "prompts", "sample": "sampling",
+          "mix": "reflection mix", "train": "training (LLaMA-Factory)", "warmup": "warm-up SFT before iteration 0"}
+HELP_WIDTH = 118
+
+
+def _one_line(text: str, width: int) -> str:
+    """The first sentence of a help text, cut at a word to `width` characters."""
+    first = re.split(r"(?<!e\.g)(?<!i\.e)\. ", text)[0].rstrip(".") + "."
+    if len(first) <= width:
+        return first
+    return first[:width - 1].rsplit(" ", 1)[0] + "…"
+
+
+def format_help(cls: type, prog: str, doc: str, aliases: dict[str, str], flags: dict[str, str],
+                key: str | None = None) -> str:
+    """--help: the usage, switches and aliases, then every key on one line, grouped by stage with the
+    R3V method's keys first (`--help KEY`: that key's whole help)."""
+    keys = field_help(cls)
+    if key is not None:
+        key = aliases.get(key.lstrip("-"), key.lstrip("-"))
+        if key not in keys:
+            raise ConfigError(f"--help {key}: no such key; `python {prog} --help` lists them.")
+        tname, default, help = keys[key]
+        return f"{key} ({tname}, default {default!r})\n    {help}"
+    lines = ["\n\n".join(doc.strip().split("\n\n")[:2]), "",
+             f"usage: python {prog} [--config FILE.yaml] [key=value ...] [--flag ...]   (default < YAML < command line)"]
+    lines += [f"  --{name:<28} {_one_line(help, HELP_WIDTH - 33)}" for name, help in flags.items()]
+    lines.append("  seed's flags: " + ", ".join(f"--{a} = {k}" for a, k in aliases.items()))
+    groups: dict[str, list[str]] = {}
+    for name in keys:
+        section = name.split(".")[0] if "." in name else ""
+        groups.setdefault(section if section in STAGES else "", []).append(name)
+    left = {name: f"  {name}={default!r}" if not isinstance(default, str) or len(default) < 24 else f"  {name}=..."
+            for name, (_, default, _) in keys.items()}
+    column = max(len(text) for text in left.values()) + 2
+    for section, title in STAGES.items():
+        names = sorted(groups.get(section, []), key=lambda n: n not in R3V_KEYS)  # stable: R3V's first
+        if not names:
+            continue
+        lines += ["", f"{title}:"]
+        lines += [f"{left[name]:<{column}}{_one_line(keys[name][2], HELP_WIDTH - column)}" for name in names]
+    lines += ["", f"python {prog} --help KEY prints a key's whole help; docs/differences.md gives the original R3V's values."]
     return "\n".join(lines)
 
 
