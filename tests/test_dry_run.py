@@ -4,6 +4,7 @@ The model folder given is a config.json and weights that are not a model: loadin
 dry run that succeeds did not load it."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,9 @@ def fake_model(tmp_path) -> Path:
     return model
 
 
-def cli(script: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
+def cli(script: str, *argv: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / script), *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False)
+                          timeout=300, check=False, env=env)
 
 
 def test_the_seed_s_command_shows_the_original_protocol_and_loads_nothing(fake_model, tmp_path):
@@ -97,3 +98,25 @@ def test_the_default_scaling_workflow_names_the_missing_train_samples_and_the_co
     assert "*** iter1/sample_train ***" in made.stderr and "[skip] iter1/train" in made.stderr
     proc = cli("self_select_scaling.py", "--ckpt_dir", str(folder / "iter_1" / "model"), "--dry_run", cwd=tmp_path)
     assert proc.returncode == 0 and "every input passed" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_the_embedded_default_is_the_gpu_recipe_on_a_gpu_and_the_cpu_one_else(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert run.embedded_default([]) == REPO / "configs" / "geosynth_gpu.yaml"
+    assert run.embedded_default(["total_iters=1"]) == REPO / "configs" / "geosynth_gpu.yaml"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run.embedded_default([]) == REPO / "configs" / "geosynth_small.yaml"
+    for named in (["--config", "x.yaml"], ["--base_model", "m"], ["data.dataset=geoqa"], ["--help"]):
+        assert run.embedded_default(named) is None
+    gpu = parse_args(RunConfig, ["--config", str(REPO / "configs" / "geosynth_gpu.yaml")]).config
+    assert gpu.model.base_model == RunConfig().model.base_model  # the shipped model, from any working folder
+    assert gpu.data.geosynth_train == 4000 and gpu.total_iters == 3
+
+
+def test_the_cpu_default_ends_with_what_it_shows_and_the_command_that_shows_the_gain(tmp_path):
+    proc = cli("run.py", "total_iters=0", "data.geosynth_train=8", "data.geosynth_test=4", "sample.max_new_tokens=16",
+               f"output_dir={tmp_path}", cwd=tmp_path, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.endswith(run.CPU_DEFAULT_NOTE + "\n")
