@@ -2,7 +2,7 @@
 
 A pretrained VLM such as Qwen2-VL-7B can compute; a model trained from random weights on a few
 thousand rationales cannot: the shipped 8M GeoSynth model writes about 40% of its arithmetic steps
-wrong, and R3V's loop does not change that (docs/results.md, "Session 11"). A judge of candidates
+wrong, and R3V's loop does not change that (experiments/results_log.md, "Session 11"). A judge of candidates
 that cannot redo a step cannot catch a wrong one, so self-select has nothing to add to a vote there.
 Drill items give the base model the arithmetic a pretrained model brings.
 

@@ -16,7 +16,7 @@ model card (README.md) recording how it was made and its Test@1 on the whole tes
 `--size medium` makes a ~30M-parameter model the same way (at lr 3e-4 by default), for GPU runs (too large
 to ship).
 `--arith_items N` adds N arithmetic drill items (experiments.drills), meant to give a base model that can
-compute, as a pretrained one can (measured in session 12, docs/results.md: 6,000 drills cut the
+compute, as a pretrained one can (measured in session 12, experiments/results_log.md: 6,000 drills cut the
 wrong steps from 41% to 31% but delayed the way out of chance, and the loop from that base gained
 5 points). `--judge_items N` adds N self-select items built from the gold rationales with swapped answer
 letters (experiments.mix_variants.judge_items; not part of R3V): a base model that starts with some of
@@ -49,7 +49,7 @@ log = get_logger("geosynth_model")
 
 # A from-scratch model needs a large rate, but not too large for the medium size: at 1e-3 and batch 64 it stayed
 # at chance for 7 and 18 minutes on an H200 (sessions 7 and 12); at 3e-4 it left chance at step 1,300 and reached
-# Test@1 43% at step 2,000 in 6 minutes with evaluations (session 13, docs/results.md; at 1e-3 with
+# Test@1 43% at step 2,000 in 6 minutes with evaluations (session 13, experiments/results_log.md; at 1e-3 with
 # batch 256 it left chance too).
 DEFAULT_LR = {"small": 1e-3, "medium": 3e-4}
 

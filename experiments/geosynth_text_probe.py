@@ -11,7 +11,7 @@ from-scratch model (experiments/pretrain.py) needs before test accuracy leaves c
 
 Options (key=value): n train items, steps, every, bs batch, lr, d difficulties (cycled),
 rename=1 renames the points with random letters per item, layers, hid.
-Results (one H200, four probes sharing it): docs/results.md.
+Results (one H200, four probes sharing it): experiments/results_log.md.
 """
 import random
 import re

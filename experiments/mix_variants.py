@@ -51,7 +51,7 @@ def swap_select_items(problem: Problem, pos: list[Candidate], rng: random.Random
     of that option (eval.answers.derived_value_matches, whatever mix.value_check says), listed with
     copies of it whose last letter names another option (letter_swap_set). The copies share the
     positive's reasoning, so the set can only be judged by reading the value and finding its option:
-    the check this model's select answers miss (docs/results.md). Up to N sets per
+    the check this model's select answers miss (experiments/results_log.md). Up to N sets per
     question, cycling over the usable positives, newest first; labelled like the other select items.
     """
     sources = [c for c in pos if c.text.rstrip().endswith(f"Answer: {problem.answer}")
@@ -71,7 +71,7 @@ def judge_items(problems: list[Problem], prompt_cfg: PromptConfig, num_items: in
 
     Each item lists 3 candidates in random order: the gold rationale at least once, and 0-2 copies
     whose last line names another option ("Answer: C" after computing B's value: the value-to-letter
-    binding error the small model makes most, docs/results.md). Two such copies name the same wrong
+    binding error the small model makes most, experiments/results_log.md). Two such copies name the same wrong
     letter half of the time, so the wrong answer can hold the majority. Target: the gold answer;
     "answers" lists the letters the candidates end with, as listed.
     Multiple-choice problems with a rationale ending in "Answer: <letter>" only."""

@@ -2,7 +2,7 @@
 
 Self-select beats majority voting only where the model can tell a right candidate from a wrong one.
 The small GeoSynth model's commonest error is binding: it computes the right value, then names
-another option (docs/results.md). Judge items (experiments.mix_variants.judge_items) isolate that check:
+another option (experiments/results_log.md). Judge items (experiments.mix_variants.judge_items) isolate that check:
 three candidates, each the gold rationale or a copy of it whose last line names another option; the
 target is the gold answer. Voting gets a set right only when the gold letter holds the majority (or,
 in a three-way tie, is listed first); a model that reads each candidate's computed value and finds its option gets every set right.
@@ -18,7 +18,7 @@ before and after (does learning to judge cost solving?).
     python -m experiments.select_judge_probe --model outputs/<run>/iter_3/model --work /tmp/p3 --train 16 --steps 0 \\
         --cot_questions 0                                                  # judge items only, no training
 
-Not part of R3V: a diagnostic. Results: docs/results.md ("Session 7").
+Not part of R3V: a diagnostic. Results: experiments/results_log.md ("Session 7").
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--self_cot", type=int, default=0,
                         help="also train on the model's own greedy CoT answers to this many train problems, right or "
                              "wrong (self-distillation), so that judge training keeps its solving as it was; "
-                             "judge items alone wreck it (docs/results.md)")
+                             "judge items alone wreck it (experiments/results_log.md)")
     parser.add_argument("--self_cot_temperature", type=float, default=0.0,
                         help="sample those answers at this temperature (top-p and top-k off; 1.0 = the model's own "
                              "distribution) instead of greedily (session 8: with greedy ones its pass@3 fell "

@@ -13,7 +13,7 @@ own). These targets make the select output spell out a check first; a run names 
     table    value lines after a first line listing the options value first, "Options: 28° is A,
              56° is B, ...", with lines "Prediction 1: 56° is B."
 
-Test-time answers are read from the answer line in every case. What each did: docs/results.md.
+Test-time answers are read from the answer line in every case. What each did: experiments/results_log.md.
 """
 
 from __future__ import annotations

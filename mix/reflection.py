@@ -198,7 +198,7 @@ def natural_select_items(problem: Problem, cands: list[Candidate], rng: random.R
     select otherwise); sets where every candidate is correct are kept, as they are at test time.
     Sets are distinct as sets of samples: when a rationale was sampled more than once, two sets may
     show the same texts (in another order), as two test-time draws can. (The session-5 runs of
-    docs/results.md used this rule.)
+    experiments/results_log.md used this rule.)
     """
     items = []
     for n in range(2, cfg.max_select_n + 1) if cfg.select_mixed_n else (3,):
