@@ -180,7 +180,9 @@ class TrainConfig:
     num_train_epochs: float = _f(3.0, "Epochs over the mix (R3V: 3).")
     global_batch_size: int = _f(64, "Global batch (R3V: 64); gradient accumulation is derived "
                                 "from it, the per-device batch and the number of GPUs.")
-    per_device_batch_size: int = _f(2, "Batch per GPU (R3V: 2).")
+    per_device_batch_size: int = _f(2, "Batch per GPU (R3V: 2). 0 = auto: the largest that fits the GPU's free "
+                                    "memory, without gradient checkpointing where it fits (train/memory_plan.py); "
+                                    "a planned batch that runs out of memory is retried with half.")
     cutoff_len: int = _f(4096, "Longest training sequence in tokens; long enough for 6-candidate "
                          "select prompts (the reference's 1024 cut them).")
     lora_rank: int = _f(8, "LoRA rank (LLaMA-Factory default, as in R3V).")
@@ -280,7 +282,7 @@ def check_values(cfg: Any) -> None:
         ("train.learning_rate", lambda v: v > 0, "above 0"),
         ("train.num_train_epochs", lambda v: v > 0, "above 0"),
         ("train.global_batch_size", lambda v: v >= 1, "1 or more"),
-        ("train.per_device_batch_size", lambda v: v >= 1, "1 or more"),
+        ("train.per_device_batch_size", lambda v: v >= 0, "0 (auto: planned for the GPU) or more"),
         ("train.cutoff_len", lambda v: v >= 1, "1 or more"),
         ("train.lora_rank", lambda v: v >= 1, "1 or more"),
         ("train.max_steps", lambda v: v >= 0, "0 (all epochs) or more"),

@@ -20,6 +20,7 @@ global rank 0 writes the model, so only node 0 checks it and writes `train_done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -35,7 +36,9 @@ from core.config import REPO_ROOT, ModelConfig, TrainConfig, _f, parse_args
 from core.io import atomic_write_json, atomic_write_text, read_json
 from core.log import get_logger
 from core.nodes import node_count, node_setup, wait_until
-from core.proc import run_logged
+from core.proc import CommandError, run_logged
+from train import memory_plan
+from train.memory_plan import TrainPlan
 from train.llamafactory_cli import base_env, llamafactory_cli, subprocess_env
 
 log = get_logger("train")
@@ -325,6 +328,42 @@ def wait_for_file(path: Path, timeout_s: float, poll_s: float = 5.0) -> None:
                            f"training, or the run folder is not on storage shared by all nodes.")
 
 
+def longest_item_tokens(dataset_file: Path, tokenizer_dir: str | Path, image_max_pixels: int, cutoff_len: int) -> int:
+    """The longest item of a LLaMA-Factory (sharegpt) dataset in tokens: its messages' text through the
+    model's tokenizer, and each image at the pixel cap (one token per 28 x 28 pixels); at most cutoff_len."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    items = read_json(dataset_file)
+    longest = 0
+    for item in items:
+        text = "".join(m["content"] for m in item["messages"])
+        longest = max(longest, len(tokenizer(text)["input_ids"]) + 16 * len(item["messages"])  # role markers
+                      + len(item.get("images") or []) * (image_max_pixels // (28 * 28)))
+    return min(longest, cutoff_len)
+
+
+def training_plan(cfg: TrainConfig, *, model_path: str | Path, dataset_file: Path, image_max_pixels: int,
+                  gpus: int, world_size: int) -> TrainPlan | None:
+    """The memory-aware plan (train/memory_plan.py) when train.per_device_batch_size=0 (auto); None when it is
+    set. Without a GPU: R3V's 2 per device with checkpointing."""
+    if cfg.per_device_batch_size > 0:
+        return None
+    if gpus == 0:
+        return TrainPlan(*memory_plan.REFERENCE, 0.0, 0.0, "no GPU: R3V's 2 per device, checkpointing on")
+    import torch
+
+    free = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus))
+    seq_len = longest_item_tokens(dataset_file, model_path, image_max_pixels, cfg.cutoff_len)
+    return memory_plan.plan(memory_plan.ModelShape.from_folder(model_path), free, cfg.finetuning_type, seq_len,
+                            cfg.global_batch_size, world_size)
+
+
+def is_out_of_memory(error: CommandError) -> bool:
+    text = str(error)
+    return "CUDA out of memory" in text or "OutOfMemoryError" in text
+
+
 def visible_gpus() -> int:
     import torch
 
@@ -368,10 +407,26 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
         raise ValueError(f"train.num_gpus={cfg.num_gpus} but {gpus} GPU(s) are visible; lower it or "
                          f"set CUDA_VISIBLE_DEVICES.")
     num_gpus = cfg.num_gpus or gpus
-    args = render_sft_config(cfg, model_path=model_path, dataset_dir=dataset_dir, dataset_name=dataset_name,
-                             output_dir=output_dir, num_gpus=num_gpus, seed=seed,
-                             image_min_pixels=image_min_pixels, image_max_pixels=image_max_pixels,
-                             adapter_name_or_path=adapter_name_or_path, on_gpu=gpus > 0)
+    plan = None
+    if not (main_node and (output_dir / "all_results.json").is_file()):
+        plan = training_plan(cfg, model_path=model_path, dataset_file=Path(dataset_dir) / f"{dataset_name}.json",
+                             image_max_pixels=image_max_pixels, gpus=gpus,
+                             world_size=max(1, num_gpus) * max(1, cfg.nnodes))
+    if plan is not None:
+        log.info("training plan: %d per device, gradient checkpointing %s (%s; estimate %.1f GiB)", plan.per_device,
+                 "on" if plan.checkpointing else "off", plan.why, plan.estimate_gib)
+
+    def render(plan: TrainPlan | None) -> dict[str, Any]:
+        planned = cfg if plan is None else dataclasses.replace(cfg, per_device_batch_size=plan.per_device)
+        args = render_sft_config(planned, model_path=model_path, dataset_dir=dataset_dir, dataset_name=dataset_name,
+                                 output_dir=output_dir, num_gpus=num_gpus, seed=seed,
+                                 image_min_pixels=image_min_pixels, image_max_pixels=image_max_pixels,
+                                 adapter_name_or_path=adapter_name_or_path, on_gpu=gpus > 0)
+        if plan is not None and "disable_gradient_checkpointing" not in cfg.overrides:  # explicit settings win
+            args["disable_gradient_checkpointing"] = not plan.checkpointing
+        return args
+
+    args = render(plan)
 
     if main_node and (output_dir / "all_results.json").is_file():
         # Killed after LLaMA-Factory saved the model and its results, before train_done.json.
@@ -410,7 +465,23 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
     if "HF_DATASETS_CACHE" not in os.environ:
         datasets_cache = iter_dir / f"hf_datasets_cache.node{node_rank}"
         env["HF_DATASETS_CACHE"] = str(datasets_cache)
-    run_logged(argv, log_path, env=subprocess_env(env))  # raises CommandError with the log's tail
+    while True:
+        try:
+            run_logged(argv, log_path, env=subprocess_env(env))  # raises CommandError with the log's tail
+            break
+        except CommandError as e:
+            # A planned batch that still runs out of memory: half of it, twice the accumulation, the same data.
+            if plan is None or plan.per_device == 1 or not is_out_of_memory(e):
+                raise
+            plan = dataclasses.replace(plan, per_device=plan.per_device // 2,
+                                       why=f"{plan.per_device} per device ran out of memory: retried with half")
+            log.warning("training ran out of GPU memory at the planned per-device batch; retrying with %d per "
+                        "device (gradient checkpointing %s)", plan.per_device, "on" if plan.checkpointing else "off")
+            retry = render(plan)
+            resume = latest_checkpoint(output_dir)
+            if resume is not None:
+                retry["resume_from_checkpoint"] = str(resume)
+            write_sft_config(retry, yaml_path)
     if datasets_cache is not None:
         shutil.rmtree(datasets_cache, ignore_errors=True)  # only this training reads it
     log.info("training took %.0f s", time.time() - started)
@@ -419,10 +490,11 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
         # node's run.py does not go on before the step is recorded.
         wait_for_file(iter_dir / DONE_FILE, timeout_s=float(os.environ.get("R3V_NODE_WAIT_S", "1800")))
         return output_dir
-    return _finish(cfg, output_dir, iter_dir, yaml_path, log_path)
+    return _finish(cfg, output_dir, iter_dir, yaml_path, log_path, plan)
 
 
-def _finish(cfg: TrainConfig, output_dir: Path, iter_dir: Path, yaml_path: Path, log_path: Path) -> Path:
+def _finish(cfg: TrainConfig, output_dir: Path, iter_dir: Path, yaml_path: Path, log_path: Path,
+            plan: TrainPlan | None = None) -> Path:
     check_output(output_dir, cfg.finetuning_type, log_path)
     resumed = iter_dir / RESUMED_FILE
     summary = read_train_summary(output_dir, read_json(resumed)["from_step"] if resumed.is_file() else None)
@@ -431,6 +503,7 @@ def _finish(cfg: TrainConfig, output_dir: Path, iter_dir: Path, yaml_path: Path,
     for ckpt in output_dir.glob("checkpoint-*"):
         shutil.rmtree(ckpt, ignore_errors=True)
     record = {"output_dir": str(output_dir), "finetuning_type": cfg.finetuning_type, **summary,
+              **({"plan": plan.as_dict()} if plan is not None else {}),
               "config": str(yaml_path), "log": str(log_path),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_json(iter_dir / DONE_FILE, record)  # last: marks the step finished
