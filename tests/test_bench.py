@@ -91,3 +91,20 @@ def test_sft_benchmark_smoke(tmp_path):
     assert 0 < result["longest_item_tokens"] <= result["cutoff_len"]
     (run,) = result["runs"]
     assert run["steps"] == 2 and run["samples"] == 8 and run["tokens_seen"] > 0 and run["tokens_per_s"] > 0
+
+
+def test_sft_benchmark_compares_the_reference_with_the_plan(tmp_path):
+    """bench/sft.py --compare on CPU: both recipes train on the same data; without a GPU the plan is R3V's
+    recipe, so the first losses agree exactly (on a GPU they differ by how the loss is averaged)."""
+    from bench import sft
+
+    result = sft.main(["--build", "tiny", "--model", str(tmp_path / "tiny"), "--work", str(tmp_path / "w"),
+                       "--questions", "4", "--max_steps", "3", "--global_batch", "4", "--gpus", "0", "--compare",
+                       "--skip_steps", "1", "--json", str(tmp_path / "c.json")])
+    ref, planned = result["reference"], result["planned"]
+    assert ref["steps"] == planned["steps"] == 3 and ref["plan"] is None
+    assert planned["plan"]["per_device"] == 2 and planned["plan"]["why"].startswith("no GPU")
+    assert len(ref["first_losses"]) == 3 and ref["first_losses"] == planned["first_losses"]
+    assert result["flops_per_token"] > 0 and all(r["steady_tokens_per_s"] is None or r["steady_tokens_per_s"] > 0
+                                                 for r in (ref, planned))
+    assert json.loads((tmp_path / "c.json").read_text())["speedup"] == result["speedup"]
