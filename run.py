@@ -378,10 +378,10 @@ def preflight(cfg: RunConfig, given: set[str] | None = None) -> tuple[Checks, Da
         checks.run("config", check_mix_config, cfg.mix)
         checks.run("config", check_metrics, cfg.metrics)
     checks.run("model", check_model_dir, cfg.model.base_model)
-    checks.run("output", rundir.check_writable, Path(cfg.output_dir) / run_name(cfg), "output_dir")
+    run_dir = Path(cfg.output_dir) / run_name(cfg)
+    checks.run("output", rundir.check_writable, run_dir, "output_dir")
     if not checks.ok("data") or generated_in_run(cfg.data):
         return checks, None
-    run_dir = Path(cfg.output_dir) / run_name(cfg)  # not read: the data comes from data.geoqa_dir
     train, test = (checks.run("data", load_problems, cfg.data, split, run_dir, cfg.seed) for split in ("train", "test"))
     val = checks.run("data", load_problems, cfg.data, "val", run_dir, cfg.seed) if train is not None else None
     if train is not None and test is not None:

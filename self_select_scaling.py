@@ -79,7 +79,7 @@ from eval.judge import golds, sample_and_judge
 from eval.metrics import accuracy, draw_subsets, mv_at_n, pass_at_n_score
 from eval.report import plot_lines, write_table
 from eval.requests import cot_items, select_items
-from infer.model import ModelError, check_checkpoint, check_model_dir
+from infer.model import check_checkpoint, check_model_dir
 from infer.sample import num_processes
 from mix.llamafactory import write_dataset
 from mix.reflection import build_mix
@@ -234,8 +234,7 @@ def train_select_model(cfg: ScalingConfig, out: Path, run_dir: Path | None, trai
     """Train the mixed-N select model from the run's train-sample pool (a fresh adapter on the base)."""
     from train.sft import train
 
-    check_select_pool(cfg, run_dir)
-    assert run_dir is not None
+    assert run_dir is not None  # resolve() checked the run folder and its pool (check_select_pool)
     pool = rundir.train_pool(run_dir, len(pool_iterations(cfg, run_dir)))
     log.info("select-mix pool: train samples of iterations %s", [k for k, _ in pool])
     work = out / "select_mix"
@@ -304,12 +303,9 @@ def check_select_num(cfg: ScalingConfig) -> None:
 
 
 def check_ckpt(cfg: ScalingConfig) -> None:
-    if not cfg.ckpt_dir or cfg.train_select_mix:
-        return
-    if not Path(cfg.ckpt_dir).expanduser().is_dir():
-        raise ModelError(f"ckpt_dir={cfg.ckpt_dir!r}: no such folder; pass a LoRA adapter folder (e.g. "
-                         f"outputs/<run>/iter_3/model) or a full model folder, or leave it empty for the base model.")
-    check_checkpoint(cfg.ckpt_dir, "ckpt_dir")
+    """The checkpoint evaluated as it is (train_select_mix=false) can be loaded on the base model."""
+    if cfg.ckpt_dir and not cfg.train_select_mix:
+        check_checkpoint(cfg.ckpt_dir, "ckpt_dir")
 
 
 def resolve(cfg: ScalingConfig, given: Collection[str] = ()) -> Resolved:

@@ -23,7 +23,6 @@ from core.log import traceback_to_file
 from core.proc import CommandError
 
 DEBUG_ENV = "R3V_DEBUG"
-_doing: list[str] = []
 _interrupted_in: list[str] = []  # what was in progress when an exception left it (innermost first)
 _folder: list[str] = []  # the results folder of the command, once known
 
@@ -35,15 +34,12 @@ class Terminated(KeyboardInterrupt):
 @contextmanager
 def doing(what: str) -> Iterator[None]:
     """Name the work in progress (a step, a file being sampled) for the line an interruption prints."""
-    _doing.append(what)
     try:
         yield
     except BaseException:
-        if not _interrupted_in:
+        if not _interrupted_in:  # the innermost: it sees the exception first
             _interrupted_in.append(what)
         raise
-    finally:
-        _doing.pop()
 
 
 def working_in(folder: Any) -> None:

@@ -178,7 +178,7 @@ def test_the_scaling_script_reports_every_kind_together_too(tmp_path):
         for text in ["4 problems with the inputs; nothing was started (fix each):",
                      "[config] num_test_samples=2 < max_select_num=3: N candidates need at least N samples",
                      "[model] model.base_model=", "has config.json but no weights",
-                     f"[model] ckpt_dir='{tmp_path / 'none'}': no such folder",
+                     f"[model] ckpt_dir '{tmp_path / 'none'}': no such folder; pass the folder LLaMA-Factory wrote",
                      "[data] test.jsonl: 1 image(s) cannot be read:\n      ", "geoqa-broken/test.jsonl item 3 (id test-2): "]:
             assert text in proc.stderr
         assert ("# checks\n" in proc.stdout) == bool(dry)

@@ -432,21 +432,26 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
         # Killed after LLaMA-Factory saved the model and its results, before train_done.json.
         log.info("%s holds a finished training; recording it", output_dir)
         return _finish(cfg, output_dir, iter_dir, yaml_path, log_path)
-    resume = latest_checkpoint(output_dir)
-    if resume is not None and "resume_from_checkpoint" not in cfg.overrides:
-        log.info("resuming the killed training from %s", resume)
-        args["resume_from_checkpoint"] = str(resume)
-        if main_node:  # checkpoints cut off mid-save would be rewritten or rotated confusingly
-            for partial in [p for p in output_dir.glob("checkpoint-*") if _step(p) > _step(resume)]:
-                shutil.rmtree(partial)
-            atomic_write_json(iter_dir / RESUMED_FILE, {"from_step": _step(resume), "checkpoint": str(resume)})
-    elif main_node:
-        (iter_dir / RESUMED_FILE).unlink(missing_ok=True)  # a training from step 0
-        if resume is None and output_dir.is_dir() and any(output_dir.iterdir()):
-            # Killed before its first checkpoint: nothing to resume, and LLaMA-Factory refuses an output
-            # folder that already holds model files.
-            log.warning("%s holds a training killed before its first checkpoint; starting it again", output_dir)
-            shutil.rmtree(output_dir)
+    def resume_or_clear(args: dict[str, Any]) -> None:
+        """Resume from the newest complete checkpoint of an earlier attempt (killed, or out of memory), or
+        clear what an attempt left before its first checkpoint."""
+        resume = latest_checkpoint(output_dir)
+        if resume is not None and "resume_from_checkpoint" not in cfg.overrides:
+            log.info("resuming the killed training from %s", resume)
+            args["resume_from_checkpoint"] = str(resume)
+            if main_node:  # checkpoints cut off mid-save would be rewritten or rotated confusingly
+                for partial in [p for p in output_dir.glob("checkpoint-*") if _step(p) > _step(resume)]:
+                    shutil.rmtree(partial)
+                atomic_write_json(iter_dir / RESUMED_FILE, {"from_step": _step(resume), "checkpoint": str(resume)})
+        elif main_node:
+            (iter_dir / RESUMED_FILE).unlink(missing_ok=True)  # a training from step 0
+            if resume is None and output_dir.is_dir() and any(output_dir.iterdir()):
+                # Killed before its first checkpoint: nothing to resume, and LLaMA-Factory refuses an output
+                # folder that already holds model files.
+                log.warning("%s holds a training killed before its first checkpoint; starting it again", output_dir)
+                shutil.rmtree(output_dir)
+
+    resume_or_clear(args)
 
     write_sft_config(args, yaml_path)
     argv, env = build_train_command(yaml_path, num_gpus, cfg.nnodes, node_rank, master_addr, master_port,
@@ -478,9 +483,7 @@ def train(cfg: TrainConfig, *, model_path: str | Path, dataset_dir: str | Path, 
             log.warning("training ran out of GPU memory at the planned per-device batch; retrying with %d per "
                         "device (gradient checkpointing %s)", plan.per_device, "on" if plan.checkpointing else "off")
             retry = render(plan)
-            resume = latest_checkpoint(output_dir)
-            if resume is not None:
-                retry["resume_from_checkpoint"] = str(resume)
+            resume_or_clear(retry)
             write_sft_config(retry, yaml_path)
     if datasets_cache is not None:
         shutil.rmtree(datasets_cache, ignore_errors=True)  # only this training reads it
